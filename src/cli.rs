@@ -1,0 +1,248 @@
+//! Command-line interface: clap definitions only. Help texts live here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use plugtap::codec::Limits;
+use plugtap::protocol::Protocol;
+
+const EXAMPLES: &str = "\
+Examples:
+  # A mock pluginserver from a spec, on the spec's socket:
+  plugtap server --spec specs/mock-hello.json --socket /tmp/hello.sock
+
+  # Drive a real pluginserver the way Kong would, starting it first:
+  plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\
+      --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'
+
+  # The original tool's interface: role from the spec, spec from a file or stdin:
+  plugtap -s specs/original-server.json
+  plugtap < specs/original-server.json
+
+Exit codes: 0 all passed, 1 an expectation failed or a malformed message
+arrived, 2 usage or runtime error.";
+
+/// Watch, mock and drive Kong's external plugin servers.
+///
+/// plugtap speaks Kong's pluginserver protocol (MsgPack:1) over Unix
+/// sockets. As a server it mocks a pluginserver from a JSON spec; as a
+/// client it stands in for Kong and drives a real pluginserver.
+#[derive(Debug, Parser)]
+#[command(name = "plugtap", version, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Spec file to run in the role it names ("-" reads stdin). Without a
+    /// subcommand and without -s, the spec is read from stdin.
+    #[arg(short = 's', long = "spec", value_name = "SPEC")]
+    pub spec: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Log verbosity, shared by all subcommands.
+#[derive(Debug, Args)]
+pub struct Verbosity {
+    /// More detail on stderr: -v shows values in full, -vv adds debug logs.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a spec in the role it names ("role": "server" or "client").
+    #[command(after_help = "Example:\n  plugtap run specs/original-server.json")]
+    Run(RunArgs),
+
+    /// Mock pluginserver: answer requests from a spec's `on_methods`.
+    ///
+    /// Serves many connections at once; prints each connection's
+    /// conversation as one JSON line on stdout when it closes. A stale
+    /// socket file is replaced; a live listener or a non-socket file is
+    /// refused. The socket is removed on exit (SIGINT/SIGTERM).
+    #[command(
+        after_help = "Example:\n  plugtap server --spec specs/mock-hello.json --socket /tmp/hello.sock"
+    )]
+    Server(ServerArgs),
+
+    /// Stand-in for Kong: run a spec's `try_methods` against a pluginserver.
+    ///
+    /// Sends one call at a time, waits for each reply, checks `expect`,
+    /// keeps `capture`d values for `${name}` in later steps. Prints a
+    /// summary on stderr; --json prints the full report on stdout.
+    #[command(
+        after_help = "Example:\n  plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\\n      --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'"
+    )]
+    Client(ClientArgs),
+}
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Spec file ("-" reads stdin).
+    #[arg(value_name = "SPEC")]
+    pub spec: PathBuf,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub run: ClientRunArgs,
+}
+
+/// Options every role takes.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Socket path; overrides the spec's `socket`.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Protocol; overrides the spec's `protocol`.
+    #[arg(long, value_name = "NAME", value_parser = parse_protocol)]
+    pub protocol: Option<Protocol>,
+
+    /// Largest accepted message in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_MAX_MESSAGE)]
+    pub max_message: usize,
+
+    /// Deepest accepted nesting of arrays and maps.
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_DEPTH)]
+    pub max_depth: usize,
+}
+
+impl Default for CommonArgs {
+    fn default() -> Self {
+        CommonArgs {
+            socket: None,
+            protocol: None,
+            max_message: Limits::DEFAULT_MAX_MESSAGE,
+            max_depth: Limits::DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+impl CommonArgs {
+    /// The decoding limits these options set.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_message: self.max_message,
+            max_depth: self.max_depth,
+        }
+    }
+}
+
+/// Arguments of `server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Spec file ("-" reads stdin).
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// How replies cycle; overrides the spec's `cycle`.
+    #[arg(long, value_enum)]
+    pub cycle: Option<CycleArg>,
+
+    /// Do not print each connection's conversation on stdout.
+    #[arg(long)]
+    pub no_conversations: bool,
+}
+
+/// `--cycle` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CycleArg {
+    /// Each connection walks the reply list on its own.
+    PerConnection,
+    /// One position per method shared by all connections.
+    Global,
+}
+
+/// Arguments of `client`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Spec file ("-" reads stdin).
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub run: ClientRunArgs,
+}
+
+/// Client options also accepted by `run`.
+#[derive(Debug, Args)]
+pub struct ClientRunArgs {
+    /// Command starting the server under test (run by /bin/sh); overrides
+    /// the spec's `start_cmd`.
+    #[arg(long, value_name = "CMD", conflicts_with = "no_start")]
+    pub start_cmd: Option<String>,
+
+    /// Do not run the spec's `start_cmd`; the server is already running.
+    #[arg(long)]
+    pub no_start: bool,
+
+    /// Seconds to wait for each reply.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub timeout: Duration,
+
+    /// Seconds to wait for the socket to accept connections.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub wait: Duration,
+
+    /// Seconds the started server gets to exit after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
+    pub grace: Duration,
+
+    /// Print the full report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Default for ClientRunArgs {
+    fn default() -> Self {
+        ClientRunArgs {
+            start_cmd: None,
+            no_start: false,
+            timeout: Duration::from_secs(60),
+            wait: Duration::from_secs(10),
+            grace: Duration::from_secs(3),
+            json: false,
+        }
+    }
+}
+
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    s.parse()
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("`{s}` is not a usable number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

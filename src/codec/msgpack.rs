@@ -1,0 +1,455 @@
+//! Streaming codec for a bare stream of msgpack values (Kong's `MsgPack:1`).
+//!
+//! There is no length prefix and no delimiter: a message ends where its
+//! msgpack value ends. The codec walks the value's headers to find that end
+//! *without allocating*, remembering how far it got, so a message that
+//! arrives in many small reads is scanned once, not once per read. Declared
+//! string, binary, ext and container sizes are checked against
+//! [`Limits::max_message`] as soon as their header is seen, before any of
+//! the payload is waited for; nesting is checked against
+//! [`Limits::max_depth`]. Only a complete, checked message is decoded into
+//! an [`rmpv::Value`].
+//!
+//! ```text
+//!   94 00 01 b4 "plugin.StartInstance" 91 82 a4 "Name" ...   <- one request
+//!   ^ fixarray(4)                      ^ fixarray(1)
+//! ```
+
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use rmpv::Value;
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::{CodecError, Limits};
+
+/// One msgpack value split off the stream: its exact wire bytes and the
+/// decoded value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MsgpackFrame {
+    /// Position of the first byte in the stream.
+    pub offset: u64,
+    /// The value's bytes exactly as they arrived.
+    pub raw: Bytes,
+    /// The decoded value.
+    pub value: Value,
+}
+
+/// Splits a byte stream into msgpack values; see the module docs.
+#[derive(Debug, Default)]
+pub struct MsgpackCodec {
+    limits: Limits,
+    /// Stream offset of the first byte currently in the caller's buffer.
+    consumed: u64,
+    /// Bytes of the buffer already scanned for the current message.
+    pos: usize,
+    /// Items still expected by each open array or map, innermost last.
+    open: Vec<u64>,
+}
+
+impl MsgpackCodec {
+    /// A codec with the given limits (the depth is capped at
+    /// [`Limits::MAX_DEPTH_CEILING`]).
+    pub fn new(mut limits: Limits) -> Self {
+        limits.max_depth = limits.max_depth.clamp(1, Limits::MAX_DEPTH_CEILING);
+        MsgpackCodec {
+            limits,
+            ..Default::default()
+        }
+    }
+
+    /// Stream offset of the next byte the codec has not yet returned.
+    pub fn offset(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Recovers after [`CodecError::Invalid`], `TooLarge` or `TooDeep`: drops
+    /// bytes from the front of `buf` up to the next byte that can start an
+    /// RPC message (`0x93` or `0x94`, a 3- or 4-element array) and returns
+    /// them. At least one byte is dropped, so repeated calls make progress.
+    pub fn resync(&mut self, buf: &mut BytesMut) -> Bytes {
+        let skip = buf
+            .iter()
+            .skip(1)
+            .position(|b| matches!(b, 0x93 | 0x94))
+            .map_or(buf.len(), |i| i + 1);
+        self.reset_scan();
+        self.consumed += skip as u64;
+        buf.split_to(skip).freeze()
+    }
+
+    fn reset_scan(&mut self) {
+        self.pos = 0;
+        self.open.clear();
+    }
+
+    /// Advances the scan; returns the message length once one is complete.
+    fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, CodecError> {
+        loop {
+            let pos = self.pos;
+            let Some(&marker) = buf.get(pos) else {
+                return Ok(None);
+            };
+            let head = Head::of(marker).ok_or_else(|| CodecError::Invalid {
+                offset: self.consumed,
+                reason: format!("reserved msgpack marker 0xc1 at byte {pos} of the message"),
+            })?;
+            let Some(header) = buf.get(pos..pos + head.header) else {
+                return Ok(None);
+            };
+            let declared = head.declared(header);
+            let end_of_header = (pos + head.header) as u64;
+            if head.children == 0 {
+                let end = end_of_header + declared;
+                self.check_size(end)?;
+                if (buf.len() as u64) < end {
+                    return Ok(None);
+                }
+                self.pos = end as usize;
+                if self.complete_item() {
+                    return Ok(Some(self.pos));
+                }
+            } else {
+                let items = declared * head.children;
+                // Every item takes at least one byte.
+                self.check_size(end_of_header + items)?;
+                self.pos = end_of_header as usize;
+                if items == 0 {
+                    if self.complete_item() {
+                        return Ok(Some(self.pos));
+                    }
+                } else {
+                    if self.open.len() >= self.limits.max_depth {
+                        return Err(CodecError::TooDeep {
+                            offset: self.consumed,
+                            limit: self.limits.max_depth,
+                        });
+                    }
+                    self.open.push(items);
+                }
+            }
+        }
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), CodecError> {
+        if size > self.limits.max_message as u64 {
+            return Err(CodecError::TooLarge {
+                offset: self.consumed,
+                size,
+                limit: self.limits.max_message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks one item finished; true when that finished the whole message.
+    fn complete_item(&mut self) -> bool {
+        while let Some(left) = self.open.last_mut() {
+            *left -= 1;
+            if *left > 0 {
+                return false;
+            }
+            self.open.pop();
+        }
+        true
+    }
+}
+
+/// What a marker byte says about the item it starts.
+struct Head {
+    /// Bytes of header, marker included, before the payload or children.
+    header: usize,
+    /// Where the size sits in the header: `Fixed(n)` for sizes the marker
+    /// itself implies, `Be(k)` for a k-byte big-endian field after the marker.
+    size: Size,
+    /// 0 for scalars; items per declared unit for containers (2 for maps).
+    children: u64,
+}
+
+enum Size {
+    Fixed(u64),
+    Be(usize),
+}
+
+impl Head {
+    fn of(m: u8) -> Option<Head> {
+        let scalar = |header, size| Head {
+            header,
+            size,
+            children: 0,
+        };
+        let container = |header, size, children| Head {
+            header,
+            size,
+            children,
+        };
+        Some(match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => scalar(1, Size::Fixed(0)),
+            0x80..=0x8f => container(1, Size::Fixed(u64::from(m & 0x0f)), 2),
+            0x90..=0x9f => container(1, Size::Fixed(u64::from(m & 0x0f)), 1),
+            0xa0..=0xbf => scalar(1, Size::Fixed(u64::from(m & 0x1f))),
+            0xc1 => return None,
+            0xc4 | 0xd9 => scalar(2, Size::Be(1)),
+            0xc5 | 0xda => scalar(3, Size::Be(2)),
+            0xc6 | 0xdb => scalar(5, Size::Be(4)),
+            // ext: the type byte follows the length and is part of the header.
+            0xc7 => scalar(3, Size::Be(1)),
+            0xc8 => scalar(4, Size::Be(2)),
+            0xc9 => scalar(6, Size::Be(4)),
+            0xca => scalar(1, Size::Fixed(4)),
+            0xcb => scalar(1, Size::Fixed(8)),
+            0xcc | 0xd0 => scalar(1, Size::Fixed(1)),
+            0xcd | 0xd1 => scalar(1, Size::Fixed(2)),
+            0xce | 0xd2 => scalar(1, Size::Fixed(4)),
+            0xcf | 0xd3 => scalar(1, Size::Fixed(8)),
+            0xd4 => scalar(2, Size::Fixed(1)),
+            0xd5 => scalar(2, Size::Fixed(2)),
+            0xd6 => scalar(2, Size::Fixed(4)),
+            0xd7 => scalar(2, Size::Fixed(8)),
+            0xd8 => scalar(2, Size::Fixed(16)),
+            0xdc => container(3, Size::Be(2), 1),
+            0xdd => container(5, Size::Be(4), 1),
+            0xde => container(3, Size::Be(2), 2),
+            0xdf => container(5, Size::Be(4), 2),
+        })
+    }
+
+    /// The payload length (scalars) or declared element count (containers).
+    fn declared(&self, header: &[u8]) -> u64 {
+        match self.size {
+            Size::Fixed(n) => n,
+            Size::Be(k) => header[1..=k]
+                .iter()
+                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+        }
+    }
+}
+
+impl Decoder for MsgpackCodec {
+    type Item = MsgpackFrame;
+    type Error = CodecError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<MsgpackFrame>, CodecError> {
+        let Some(len) = self.scan(buf)? else {
+            return Ok(None);
+        };
+        let offset = self.consumed;
+        let raw = buf.split_to(len).freeze();
+        self.reset_scan();
+        self.consumed += len as u64;
+        let mut reader = raw.clone().reader();
+        // The scan enforced the depth limit; rmpv counts each container twice
+        // (value, then its body) plus the leaf, so give it room for that.
+        let value =
+            rmpv::decode::read_value_with_max_depth(&mut reader, 2 * self.limits.max_depth + 4)
+                .map_err(|e| CodecError::Invalid {
+                    offset,
+                    reason: e.to_string(),
+                })?;
+        Ok(Some(MsgpackFrame { offset, raw, value }))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<MsgpackFrame>, CodecError> {
+        if let Some(frame) = self.decode(buf)? {
+            return Ok(Some(frame));
+        }
+        if buf.is_empty() {
+            Ok(None)
+        } else {
+            Err(CodecError::Truncated {
+                offset: self.consumed,
+                pending: buf.len(),
+            })
+        }
+    }
+}
+
+impl Encoder<&Value> for MsgpackCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: &Value, dst: &mut BytesMut) -> Result<(), CodecError> {
+        rmpv::encode::write_value(&mut dst.writer(), item)
+            .map_err(|e| CodecError::Io(std::io::Error::other(e)))
+    }
+}
+
+/// Encodes one value into a fresh buffer.
+pub fn encode(value: &Value) -> Bytes {
+    let mut buf = BytesMut::with_capacity(64);
+    // Writing into memory cannot fail.
+    let _ = rmpv::encode::write_value(&mut (&mut buf).writer(), value);
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec() -> MsgpackCodec {
+        MsgpackCodec::new(Limits::default())
+    }
+
+    fn sample() -> Vec<Value> {
+        vec![
+            Value::Array(vec![
+                0.into(),
+                1.into(),
+                "plugin.StartInstance".into(),
+                Value::Array(vec![Value::Map(vec![
+                    ("Name".into(), "my-plugin".into()),
+                    ("Config".into(), "{\"message\":\"Kong!\"}".into()),
+                ])]),
+            ]),
+            Value::Array(vec![2.into(), "serverPid".into(), 4242.into()]),
+            Value::Array(vec![
+                1.into(),
+                3.into(),
+                Value::Nil,
+                Value::Map(vec![
+                    ("bin".into(), Value::Binary(vec![0; 300])),
+                    ("ext".into(), Value::Ext(5, vec![1, 2, 3])),
+                    ("f".into(), Value::F32(1.5)),
+                    ("big".into(), Value::from(u64::MAX)),
+                    ("neg".into(), Value::from(-70000)),
+                    ("s".into(), "x".repeat(70000).into()),
+                    ("empty".into(), Value::Array(vec![])),
+                    ("emptymap".into(), Value::Map(vec![])),
+                ]),
+            ]),
+        ]
+    }
+
+    #[test]
+    fn split_at_every_byte() {
+        for value in sample() {
+            let bytes = encode(&value);
+            for cut in 0..bytes.len() {
+                let mut c = codec();
+                let mut buf = BytesMut::from(&bytes[..cut]);
+                assert_eq!(c.decode(&mut buf).unwrap(), None, "prefix of {cut} bytes");
+                buf.extend_from_slice(&bytes[cut..]);
+                let frame = c
+                    .decode(&mut buf)
+                    .unwrap()
+                    .expect("complete after the rest");
+                assert_eq!(frame.value, value);
+                assert_eq!(frame.raw, bytes);
+                assert!(buf.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_and_concatenated() {
+        let values = sample();
+        let stream: Vec<u8> = values.iter().flat_map(|v| encode(v).to_vec()).collect();
+        let mut c = codec();
+        let mut buf = BytesMut::new();
+        let mut out = vec![];
+        for b in &stream {
+            buf.extend_from_slice(&[*b]);
+            while let Some(f) = c.decode(&mut buf).unwrap() {
+                out.push(f);
+            }
+        }
+        assert_eq!(
+            out.iter().map(|f| &f.value).collect::<Vec<_>>(),
+            values.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(out[1].offset, out[0].raw.len() as u64);
+        assert_eq!(c.offset(), stream.len() as u64);
+    }
+
+    #[test]
+    fn eof_clean_versus_truncated() {
+        let mut c = codec();
+        assert!(c.decode_eof(&mut BytesMut::new()).unwrap().is_none());
+        let bytes = encode(&sample()[0]);
+        let mut buf = BytesMut::from(&bytes[..5]);
+        let err = c.decode_eof(&mut buf).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CodecError::Truncated {
+                    offset: 0,
+                    pending: 5
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hostile_lengths_rejected_before_buffering() {
+        // str32 declaring 4 GiB, with only the header present.
+        let mut c = codec();
+        let mut buf = BytesMut::from(&[0x94, 0x00, 0x01, 0xdb, 0xff, 0xff, 0xff, 0xff][..]);
+        let err = c.decode(&mut buf).unwrap_err();
+        assert!(
+            matches!(err, CodecError::TooLarge { size, .. } if size > 4_000_000_000),
+            "{err}"
+        );
+        // array32 declaring 4 billion elements.
+        let mut c = codec();
+        let mut buf = BytesMut::from(&[0xdd, 0xff, 0xff, 0xff, 0xff][..]);
+        assert!(matches!(
+            c.decode(&mut buf),
+            Err(CodecError::TooLarge { .. })
+        ));
+        // map32: counts are doubled, still rejected.
+        let mut c = MsgpackCodec::new(Limits {
+            max_message: 100,
+            max_depth: 8,
+        });
+        let mut buf = BytesMut::from(&[0xdf, 0x00, 0x00, 0x00, 0x40][..]);
+        assert!(matches!(
+            c.decode(&mut buf),
+            Err(CodecError::TooLarge { size: 133, .. })
+        ));
+    }
+
+    #[test]
+    fn deep_nesting_rejected() {
+        let mut c = MsgpackCodec::new(Limits {
+            max_message: 1 << 20,
+            max_depth: 10,
+        });
+        let mut buf = BytesMut::from(&[0x91u8; 11][..]);
+        assert!(matches!(
+            c.decode(&mut buf),
+            Err(CodecError::TooDeep { limit: 10, .. })
+        ));
+        // Exactly at the limit is fine.
+        let mut c = MsgpackCodec::new(Limits {
+            max_message: 1 << 20,
+            max_depth: 10,
+        });
+        let mut bytes = vec![0x91u8; 10];
+        bytes.push(0xc0);
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert!(c.decode(&mut buf).unwrap().is_some());
+        // A million levels never reach the value decoder.
+        let mut c = codec();
+        let mut buf = BytesMut::from(&vec![0x91u8; 1_000_000][..]);
+        assert!(matches!(
+            c.decode(&mut buf),
+            Err(CodecError::TooDeep { .. })
+        ));
+    }
+
+    #[test]
+    fn reserved_marker_and_resync() {
+        let good = encode(&sample()[1]);
+        let mut stream = BytesMut::from(&[0xc1, 0x00, 0x13][..]);
+        stream.extend_from_slice(&good);
+        let mut c = codec();
+        let err = c.decode(&mut stream).unwrap_err();
+        assert!(
+            matches!(err, CodecError::Invalid { offset: 0, .. }),
+            "{err}"
+        );
+        let skipped = c.resync(&mut stream);
+        assert_eq!(&skipped[..], &[0xc1, 0x00, 0x13]);
+        let f = c.decode(&mut stream).unwrap().unwrap();
+        assert_eq!(f.offset, 3);
+        assert_eq!(f.raw, good);
+    }
+}

@@ -1,0 +1,30 @@
+//! plugtap: watch, mock and drive Kong's external plugin servers.
+//!
+//! Layers, bottom up (see ARCHITECTURE.md):
+//!
+//! * [`codec`]: bytes to frames, with limits; no I/O.
+//! * [`message`]: frames to typed messages and a protocol-neutral view.
+//! * [`value_json`]: the lossless msgpack ⇄ JSON mapping.
+//! * [`net`]: socket paths and the one [`net::Connection`] type.
+//! * [`spec`]: spec files (loading, matching, templating).
+//! * [`role`]: the server and client roles.
+//! * [`process`], [`shutdown`]: child processes and signals.
+//!
+//! The binary (`src/main.rs`) only parses arguments, sets up logging and
+//! maps results to [`exit`] codes.
+
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod error;
+pub mod exit;
+pub mod message;
+pub mod net;
+pub mod process;
+pub mod protocol;
+pub mod role;
+pub mod shutdown;
+pub mod spec;
+pub mod value_json;
+
+pub use error::{Error, Result};

@@ -1,0 +1,130 @@
+//! Messages: frames given meaning.
+//!
+//! Each protocol has its own typed message module (for `MsgPack:1`,
+//! [`msgpack_rpc`]). Logs, recordings and export do not care which protocol
+//! a frame came from, so every typed message can also be shown as a
+//! protocol-neutral [`MessageView`]: its kind, id, method and the whole
+//! decoded message as JSON (in the lossless mapping of
+//! [`crate::value_json`] for msgpack).
+
+pub mod msgpack_rpc;
+
+use serde::{Deserialize, Serialize};
+
+pub use msgpack_rpc::RpcMessage;
+
+/// Which way a message travels. Kong (or whatever drives the server) is
+/// the client side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Kong -> server.
+    ToServer,
+    /// Server -> Kong.
+    ToClient,
+}
+
+impl Direction {
+    /// Arrow label for log lines.
+    pub fn arrow(self) -> &'static str {
+        match self {
+            Direction::ToServer => "K→S",
+            Direction::ToClient => "S→K",
+        }
+    }
+}
+
+/// What a frame is, across protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A call that expects a reply (`[0, msgid, method, params]`).
+    Request,
+    /// The reply to a call (`[1, msgid, error, result]`).
+    Response,
+    /// A one-way message (`[2, method, params]`).
+    Notification,
+    /// Well-formed bytes that do not have the shape of any message.
+    Malformed,
+}
+
+impl Kind {
+    /// Short fixed-width label for log lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::Response => "response",
+            Kind::Notification => "notify",
+            Kind::Malformed => "MALFORMED",
+        }
+    }
+}
+
+/// A decoded frame as logs, recordings and export see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageView {
+    /// What the frame is.
+    pub kind: Kind,
+    /// msgid (MsgPack:1) or sequence (ProtoBuf:1), when the frame has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    /// Method or notification name, when the frame carries one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Why the frame is malformed, for [`Kind::Malformed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// The error a response carries, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The whole message as JSON.
+    pub value: serde_json::Value,
+}
+
+impl MessageView {
+    /// The interesting part of the value: for an array-shaped message (the
+    /// msgpack-rpc ones) its last element (params or result), else all of it.
+    pub fn payload(&self) -> &serde_json::Value {
+        match &self.value {
+            serde_json::Value::Array(items) if self.kind != Kind::Malformed => {
+                items.last().unwrap_or(&self.value)
+            }
+            other => other,
+        }
+    }
+
+    /// One-line summary: kind, id, method and the shortened payload (or the
+    /// error). With `full`, nothing is shortened.
+    pub fn summary(&self, full: bool) -> String {
+        let mut s = String::from(self.kind.label());
+        if let Some(id) = self.id {
+            s.push_str(&format!(" #{id}"));
+        }
+        if let Some(m) = &self.method {
+            s.push(' ');
+            s.push_str(m);
+        }
+        if let Some(p) = &self.problem {
+            s.push_str(&format!(" ({p})"));
+        }
+        let max = if full { usize::MAX } else { 160 };
+        match &self.error {
+            Some(e) => s.push_str(&format!(" error: {}", shorten(e, max))),
+            None => {
+                s.push(' ');
+                s.push_str(&shorten(&self.payload().to_string(), max));
+            }
+        }
+        s
+    }
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut with `…`.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}

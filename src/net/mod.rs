@@ -1,0 +1,12 @@
+//! Unix-socket plumbing shared by every role.
+//!
+//! [`socket`] owns the rules for socket *paths* (length limit, stale files,
+//! refusing to clobber a live listener or a regular file, removal on exit,
+//! waiting for a peer's socket to appear). [`connection`] is the one
+//! connection type the roles use: a stream plus a read buffer plus a codec.
+
+pub mod connection;
+pub mod socket;
+
+pub use connection::{ConnId, Connection};
+pub use socket::{BoundSocket, SocketError, bind, connect_when_ready};

@@ -1,0 +1,479 @@
+//! The client role: a stand-in for Kong driving a real pluginserver.
+//!
+//! It optionally starts the server (`start_cmd`), waits for its socket,
+//! then sends each step as Kong would: one call at a time on one
+//! connection, never pipelined (the JS server cannot split two requests in
+//! one read), msgids counting up from 1. It waits for the response with
+//! the same msgid, logging notifications on the way, checks expectations,
+//! captures values for later steps, and finally terminates the server it
+//! started. The result is a [`Report`].
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rmpv::Value as Mp;
+use serde::Serialize;
+use serde_json::Value as Json;
+use tokio::net::UnixStream;
+use tokio_util::sync::CancellationToken;
+
+use super::log_message;
+use crate::codec::{Limits, MsgpackCodec, hex, msgpack};
+use crate::error::{Error, Result};
+use crate::exit::Outcome;
+use crate::message::msgpack_rpc::{self, RpcMessage, error_text};
+use crate::message::{Direction, Kind};
+use crate::net::{self, Connection};
+use crate::process::{self, Child};
+use crate::spec::matcher::{self, Mismatch};
+use crate::spec::template::{self, Vars};
+use crate::spec::{ExpectError, Spec, StartCmd, Step};
+use crate::value_json;
+
+/// Settings of a client run that do not come from the spec's steps.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Socket to connect to; a go-plugin handshake from `start_cmd` may
+    /// supply it instead.
+    pub socket: Option<PathBuf>,
+    /// Command starting the server under test.
+    pub start_cmd: Option<StartCmd>,
+    /// How long to wait for each reply (Kong waits 60 s).
+    pub call_timeout: Duration,
+    /// How long to wait for the socket to accept connections.
+    pub wait: Duration,
+    /// How long the started server gets to exit after SIGTERM.
+    pub grace: Duration,
+    /// Decoding limits.
+    pub limits: Limits,
+    /// Log values in full instead of shortened.
+    pub full_values: bool,
+}
+
+/// What a client run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// True when every step ran and every expectation held.
+    pub passed: bool,
+    /// One entry per step of the spec, in order.
+    pub steps: Vec<StepReport>,
+}
+
+/// How one step went.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// Position in `try_methods`, from 0.
+    pub index: usize,
+    /// The step's label, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The method called.
+    pub method: String,
+    /// `passed`, `failed` or `not_run`.
+    pub status: StepStatus,
+    /// msgid used, once sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgid: Option<u32>,
+    /// Params as sent (after substitution).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<Json>,
+    /// The reply's error, if the reply had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Json>,
+    /// The reply's result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Json>,
+    /// Notifications that arrived while waiting for the reply.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Json>,
+    /// Why the step failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+    /// Time from sending the request to the reply, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<f64>,
+}
+
+/// Step outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Ran, and every expectation held.
+    Passed,
+    /// Ran, and something was wrong.
+    Failed,
+    /// Never ran (an earlier failure ended the connection).
+    NotRun,
+}
+
+/// One reason a step failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// What went wrong, in words.
+    pub message: String,
+    /// Field-by-field differences, for expectation failures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            mismatches: vec![],
+        }
+    }
+}
+
+impl Report {
+    /// A readable summary with a diff per failed expectation.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for s in &self.steps {
+            let label = s.name.as_deref().unwrap_or(&s.method);
+            match s.status {
+                StepStatus::Passed => {}
+                StepStatus::NotRun => {
+                    out.push_str(&format!("  - step {} {label}: not run\n", s.index))
+                }
+                StepStatus::Failed => {
+                    out.push_str(&format!("  ✗ step {} {label}\n", s.index));
+                    for f in &s.failures {
+                        out.push_str(&format!("      {}\n", f.message));
+                        for m in &f.mismatches {
+                            out.push_str(&format!("        {m}\n"));
+                        }
+                    }
+                }
+            }
+        }
+        let count = |st| self.steps.iter().filter(|s| s.status == st).count();
+        out.push_str(&format!(
+            "{} steps: {} passed, {} failed, {} not run\n",
+            self.steps.len(),
+            count(StepStatus::Passed),
+            count(StepStatus::Failed),
+            count(StepStatus::NotRun)
+        ));
+        out
+    }
+}
+
+/// Runs the spec's steps against a server.
+pub async fn run(spec: &Spec, opts: ClientOptions, shutdown: CancellationToken) -> Result<Report> {
+    let mut child = match &opts.start_cmd {
+        Some(cmd) => Some(Child::spawn(cmd)?),
+        None => None,
+    };
+    let outcome = async {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return Err(Error::Other("interrupted".into())),
+            s = connect(&opts, child.as_mut()) => s?,
+        };
+        let conn = Connection::new(stream, MsgpackCodec::new(opts.limits));
+        Ok(drive(conn, &spec.client.try_methods, &opts, &shutdown).await)
+    }
+    .await;
+    if let Some(child) = child.as_mut() {
+        match child.terminate(opts.grace).await {
+            Ok(status) => tracing::info!(
+                "`{}` ended ({})",
+                child.display(),
+                process::describe(status)
+            ),
+            Err(e) => tracing::warn!("could not reap `{}`: {e}", child.display()),
+        }
+    }
+    outcome
+}
+
+impl Report {
+    /// Exit outcome for this report.
+    pub fn outcome(&self) -> Outcome {
+        if self.passed {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
+/// Finds the socket (spec, or a go-plugin handshake from the child) and
+/// connects, failing early if the child exits first.
+async fn connect(opts: &ClientOptions, child: Option<&mut Child>) -> Result<UnixStream> {
+    let Some(child) = child else {
+        let path = opts
+            .socket
+            .as_ref()
+            .ok_or_else(|| Error::Other("no socket given (spec `socket` or --socket)".into()))?;
+        return Ok(net::connect_when_ready(path, opts.wait).await?);
+    };
+    let mut socket = opts.socket.clone();
+    if socket.is_none() {
+        tracing::info!("no socket given; waiting for a go-plugin handshake on stdout");
+    }
+    let deadline = tokio::time::Instant::now() + opts.wait;
+    // With a socket already known, only a handshake printed right away
+    // can change it; without one, the handshake is the only way to learn it.
+    let patience = if socket.is_some() {
+        Duration::from_millis(300)
+    } else {
+        opts.wait
+    };
+    let lines = child.first_line();
+    let first_line = tokio::select! {
+        line = lines.get(patience) => line,
+        status = child.wait() => return Err(exited_early(child.display(), status)),
+    };
+    if let Some(addr) = first_line.as_deref().and_then(process::go_plugin_address) {
+        tracing::info!("go-plugin handshake names socket {}", addr.display());
+        socket = Some(addr);
+    }
+    let path = socket.ok_or_else(|| {
+        Error::Other(format!(
+            "no socket given and `{}` printed no go-plugin handshake",
+            child.display()
+        ))
+    })?;
+    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+    tokio::select! {
+        stream = net::connect_when_ready(&path, remaining) => Ok(stream?),
+        status = child.wait() => Err(exited_early(child.display(), status)),
+    }
+}
+
+fn exited_early(cmd: &str, status: std::io::Result<std::process::ExitStatus>) -> Error {
+    match status {
+        Ok(s) => Error::Other(format!(
+            "`{cmd}` exited ({}) before its socket accepted connections",
+            process::describe(s)
+        )),
+        Err(e) => Error::Other(format!("waiting for `{cmd}`: {e}")),
+    }
+}
+
+/// Runs every step on one connection.
+async fn drive(
+    mut conn: Connection<MsgpackCodec>,
+    steps: &[Step],
+    opts: &ClientOptions,
+    shutdown: &CancellationToken,
+) -> Report {
+    let mut vars = template::builtins();
+    let mut reports: Vec<StepReport> = steps
+        .iter()
+        .enumerate()
+        .map(|(index, s)| StepReport {
+            index,
+            name: s.name.clone(),
+            method: s.method.clone(),
+            status: StepStatus::NotRun,
+            msgid: None,
+            params: None,
+            error: None,
+            result: None,
+            notifications: vec![],
+            failures: vec![],
+            elapsed_ms: None,
+        })
+        .collect();
+    let mut next_msgid = 0u32;
+    for (step, report) in steps.iter().zip(reports.iter_mut()) {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        next_msgid = next_msgid.wrapping_add(1);
+        let go_on = call(
+            &mut conn, step, report, next_msgid, &mut vars, opts, shutdown,
+        )
+        .await;
+        report.status = if report.failures.is_empty() {
+            StepStatus::Passed
+        } else {
+            StepStatus::Failed
+        };
+        if !go_on {
+            break;
+        }
+    }
+    let passed = reports.iter().all(|r| r.status == StepStatus::Passed);
+    Report {
+        passed,
+        steps: reports,
+    }
+}
+
+/// Makes one call. Returns false when the connection cannot be used any more.
+async fn call(
+    conn: &mut Connection<MsgpackCodec>,
+    step: &Step,
+    report: &mut StepReport,
+    msgid: u32,
+    vars: &mut Vars,
+    opts: &ClientOptions,
+    shutdown: &CancellationToken,
+) -> bool {
+    let params = match template::substitute(&step.params, vars).and_then(|p| {
+        value_json::from_json(&p)
+            .map(|mp| (p, mp))
+            .map_err(|e| e.to_string())
+    }) {
+        Ok((json, mp)) => {
+            report.params = Some(json);
+            mp
+        }
+        Err(e) => {
+            report
+                .failures
+                .push(Failure::new(format!("cannot build params: {e}")));
+            return true;
+        }
+    };
+    let request = RpcMessage::Request {
+        msgid,
+        method: step.method.clone(),
+        params,
+    };
+    report.msgid = Some(msgid);
+    log_message(
+        conn.id(),
+        Direction::ToServer,
+        &request.view(),
+        opts.full_values,
+    );
+    let started = Instant::now();
+    if let Err(e) = conn.write_all(&msgpack::encode(&request.to_value())).await {
+        report
+            .failures
+            .push(Failure::new(format!("cannot send the request: {e}")));
+        return false;
+    }
+    loop {
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => {
+                report.failures.push(Failure::new("interrupted while waiting for the reply"));
+                return false;
+            }
+            read = tokio::time::timeout(opts.call_timeout, conn.read_frame()) => read,
+        };
+        let frame = match read {
+            Err(_) => {
+                report.failures.push(Failure::new(format!(
+                    "no reply within {:?} (Kong would log \"no data\")",
+                    opts.call_timeout
+                )));
+                return false;
+            }
+            Ok(Ok(Some(frame))) => frame,
+            Ok(Ok(None)) => {
+                report.failures.push(Failure::new(
+                    "the server closed the connection before replying (Kong would log \"no data\")",
+                ));
+                return false;
+            }
+            Ok(Err(e)) => {
+                let pending = conn.pending();
+                report.failures.push(Failure::new(format!(
+                    "undecodable bytes from the server: {e}; raw {}",
+                    hex(&pending[..pending.len().min(256)])
+                )));
+                return false;
+            }
+        };
+        let view = msgpack_rpc::view_of(&frame.value);
+        log_message(conn.id(), Direction::ToClient, &view, opts.full_values);
+        match RpcMessage::from_value(&frame.value) {
+            Ok(RpcMessage::Notification { .. }) => report.notifications.push(view.value),
+            Ok(RpcMessage::Response {
+                msgid: got,
+                error,
+                result,
+            }) if got == msgid => {
+                report.elapsed_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+                settle(step, report, &error, &result, vars);
+                return true;
+            }
+            Ok(RpcMessage::Response { msgid: got, .. }) => {
+                report.failures.push(Failure::new(format!(
+                    "response with msgid {got} while waiting for {msgid} \
+                     (Kong fails with \"unexpected RPC response ID from Go plugin server\")"
+                )));
+                return true;
+            }
+            Ok(RpcMessage::Request { .. }) => {
+                report.failures.push(Failure::new(
+                    "the server sent a request; Kong fails with \"RPC response expected from Go plugin server\"",
+                ));
+                return true;
+            }
+            Err(m) => {
+                debug_assert_eq!(view.kind, Kind::Malformed);
+                report.failures.push(Failure::new(format!(
+                    "malformed message from the server ({m}); raw {}",
+                    hex(&frame.raw)
+                )));
+                return false;
+            }
+        }
+    }
+}
+
+/// Records the reply, checks expectations and captures values.
+fn settle(step: &Step, report: &mut StepReport, error: &Mp, result: &Mp, vars: &mut Vars) {
+    let result_json = value_json::to_json(result);
+    let error_msg = error_text(error);
+    if let Some(text) = &error_msg {
+        tracing::warn!("{} returned an error: {text}", step.method);
+        report.error = Some(value_json::to_json(error));
+    }
+    report.result = Some(result_json.clone());
+    if let Some(expect) = &step.expect {
+        match (&expect.error, &error_msg) {
+            (Some(ExpectError::None), Some(text)) => {
+                report.failures.push(Failure::new(format!(
+                    "expected success, got error {text:?}"
+                )));
+            }
+            (Some(ExpectError::Any), None) => {
+                report
+                    .failures
+                    .push(Failure::new("expected an error, got success"));
+            }
+            (Some(ExpectError::Contains(want)), None) => {
+                report.failures.push(Failure::new(format!(
+                    "expected an error containing {want:?}, got success"
+                )));
+            }
+            (Some(ExpectError::Contains(want)), Some(text)) if !text.contains(want.as_str()) => {
+                report.failures.push(Failure::new(format!(
+                    "expected an error containing {want:?}, got {text:?}"
+                )));
+            }
+            _ => {}
+        }
+        if let Some(pattern) = &expect.result {
+            let pattern = template::substitute(pattern, vars).unwrap_or_else(|_| pattern.clone());
+            let mismatches = matcher::diff(&pattern, &result_json);
+            if !mismatches.is_empty() {
+                report.failures.push(Failure {
+                    message: "result does not match the expectation".into(),
+                    mismatches,
+                });
+            }
+        }
+    }
+    for (name, path) in &step.capture {
+        let found = template::parse_path(path)
+            .ok()
+            .and_then(|p| template::lookup(&result_json, &p).cloned());
+        match found {
+            Some(value) => {
+                tracing::debug!("captured {name} = {value}");
+                vars.insert(name.clone(), value);
+            }
+            None => report.failures.push(Failure::new(format!(
+                "capture `{name}`: nothing at `{path}` in the result"
+            ))),
+        }
+    }
+}

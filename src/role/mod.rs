@@ -1,0 +1,19 @@
+//! The roles: mock server and Kong stand-in (client).
+//!
+//! Roles sit on top of the lower layers: they read and write through
+//! [`crate::net::Connection`], decode with [`crate::codec`], give frames
+//! meaning with [`crate::message`] and take their script from a
+//! [`crate::spec::Spec`]. They never parse bytes themselves.
+
+pub mod client;
+mod replies;
+pub mod server;
+
+use crate::message::{Direction, MessageView};
+use crate::net::ConnId;
+
+/// Logs one message as a single line: connection, direction, kind, id,
+/// method and a (with `full`, unshortened) value.
+pub fn log_message(conn: ConnId, dir: Direction, view: &MessageView, full: bool) {
+    tracing::info!("{conn} {} {}", dir.arrow(), view.summary(full));
+}
