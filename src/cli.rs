@@ -30,7 +30,7 @@ arrived, 2 usage or runtime error.";
 /// sockets. As a server it mocks a pluginserver from a JSON spec; as a
 /// client it stands in for Kong and drives a real pluginserver.
 #[derive(Debug, Parser)]
-#[command(name = "plugtap", version, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+#[command(name = "plugtap", version, after_help = EXAMPLES)]
 pub struct Cli {
     /// Spec file to run in the role it names ("-" reads stdin). Without a
     /// subcommand and without -s, the spec is read from stdin.

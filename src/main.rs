@@ -42,6 +42,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let full = cli.verbosity.verbose > 0;
+    if cli.spec.is_some() && cli.command.is_some() {
+        bail!("-s/--spec goes without a subcommand (for subcommands, use their own SPEC argument)");
+    }
     let shutdown = plugtap::shutdown::on_signals().context("cannot install signal handlers")?;
     match cli.command {
         None => {

@@ -69,7 +69,7 @@ impl Child {
         tracing::info!("started `{shown}` (pid {})", pid.unwrap_or_default());
         let (tx, first_line) = watch::channel(None);
         if let Some(stdout) = inner.stdout.take() {
-            let tag = shown.clone();
+            let tag = program_name(cmd);
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stdout).lines();
                 let mut first = true;
@@ -134,12 +134,23 @@ impl Child {
 
     /// Sends a signal to the child's process group.
     pub fn signal(&self, signal: Signal) {
-        if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
-            if let Err(e) = killpg(Pid::from_raw(pid), signal) {
-                tracing::debug!("signal {signal} to process group {pid}: {e}");
-            }
+        if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok())
+            && let Err(e) = killpg(Pid::from_raw(pid), signal)
+        {
+            tracing::debug!("signal {signal} to process group {pid}: {e}");
         }
     }
+}
+
+/// The program's file name, to tag the child's output in logs.
+fn program_name(cmd: &StartCmd) -> String {
+    let first = match cmd {
+        StartCmd::Shell(line) => line.split_whitespace().next().unwrap_or("child"),
+        StartCmd::Argv(argv) => argv[0].as_str(),
+    };
+    std::path::Path::new(first)
+        .file_name()
+        .map_or_else(|| first.to_owned(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Waits for a child's first line of output; see [`Child::first_line`].

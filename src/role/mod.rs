@@ -7,6 +7,7 @@
 
 pub mod client;
 mod replies;
+pub mod report;
 pub mod server;
 
 use crate::message::{Direction, MessageView};

@@ -103,7 +103,10 @@ async fn serve(
         Ok(()) => tracing::debug!("{id} closed"),
         Err(e) => tracing::warn!("{id} ended: {e}"),
     }
-    if opts.print_conversations {
+    if log.is_empty() {
+        // Kong 3.1-3.4 probe the socket with connections that say nothing.
+        tracing::debug!("{id} closed without sending anything");
+    } else if opts.print_conversations {
         let line = json!({"connection": id.0, "messages": log});
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");

@@ -8,7 +8,7 @@
 //! [`crate::value_json`].
 //!
 //! The spec's shape is the API boundary between users, export and the
-//! roles: [`load`] turns text into a [`Spec`] or an error naming
+//! roles: [`load_file`] and [`load_str`] turn text into a [`Spec`] or an error naming
 //! `file:line:column`, and collects warnings for keys it does not know.
 
 mod load;

@@ -145,10 +145,10 @@ fn pieces(s: &str) -> Vec<Piece<'_>> {
     let mut rest = s;
     while let Some(i) = rest.find('$') {
         let after = &rest[i..];
-        if after.starts_with("$${") {
+        if let Some(tail) = after.strip_prefix("$${") {
             out.push(Piece::Text(&rest[..i]));
             out.push(Piece::Text("${"));
-            rest = &after[3..];
+            rest = tail;
         } else if let Some(body) = after.strip_prefix("${")
             && let Some(end) = body.find('}')
         {

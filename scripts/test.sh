@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test. Installs what the tests need first: the real Python
+# pluginserver (PyPI kong-pdk) into .venv-peer/. Extra arguments go to
+# `cargo test` (e.g. a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-python-peer.sh
+cargo test --locked "$@"

@@ -1,0 +1,49 @@
+//! Every file in specs/ loads cleanly and is exercised by some test, so
+//! the examples cannot rot.
+
+use crate::support;
+
+/// Each shipped spec and the tests that run it.
+const EXERCISED: &[(&str, &str)] = &[
+    (
+        "original-server.json",
+        "server::original_example_runs_verbatim_and_cycles_per_connection",
+    ),
+    (
+        "original-client.json",
+        "client::original_client_example_runs_verbatim_against_original_server_example",
+    ),
+    (
+        "mock-hello.json",
+        "peer::the_mock_answers_like_the_real_server",
+    ),
+    (
+        "client-event-cycle.json",
+        "peer::full_event_cycle_against_the_python_server",
+    ),
+];
+
+#[test]
+fn every_spec_loads_without_warnings_and_is_exercised() {
+    let mut names: Vec<String> = std::fs::read_dir(support::root().join("specs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    for name in &names {
+        let spec = plugtap::spec::load_file(&support::spec(name)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(spec.warnings.is_empty(), "{name}: {:?}", spec.warnings);
+        assert!(spec.role.is_some(), "{name} names its role");
+        assert!(
+            EXERCISED.iter().any(|(n, _)| n == name),
+            "specs/{name} is not exercised by any test; add one and list it in EXERCISED"
+        );
+    }
+    for (name, _) in EXERCISED {
+        assert!(
+            names.iter().any(|n| n == name),
+            "EXERCISED lists missing specs/{name}"
+        );
+    }
+}
