@@ -1,9 +1,15 @@
-//! Command-line interface: clap definitions only. Help texts live here.
+//! Command-line interface: the top-level clap definitions and the options
+//! several subcommands share. Each subcommand's own arguments live next to
+//! its code in `src/commands/`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use crate::commands::client::ClientArgs;
+use crate::commands::run::RunArgs;
+use crate::commands::server::ServerArgs;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use plugtap::codec::Limits;
 use plugtap::protocol::Protocol;
@@ -85,20 +91,6 @@ pub enum Command {
     Client(ClientArgs),
 }
 
-/// Arguments of `run`.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Spec file ("-" reads stdin).
-    #[arg(value_name = "SPEC")]
-    pub spec: PathBuf,
-
-    #[command(flatten)]
-    pub common: CommonArgs,
-
-    #[command(flatten)]
-    pub run: ClientRunArgs,
-}
-
 /// Options every role takes.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
@@ -140,95 +132,11 @@ impl CommonArgs {
     }
 }
 
-/// Arguments of `server`.
-#[derive(Debug, Args)]
-pub struct ServerArgs {
-    /// Spec file ("-" reads stdin).
-    #[arg(long, value_name = "FILE")]
-    pub spec: PathBuf,
-
-    #[command(flatten)]
-    pub common: CommonArgs,
-
-    /// How replies cycle; overrides the spec's `cycle`.
-    #[arg(long, value_enum)]
-    pub cycle: Option<CycleArg>,
-
-    /// Do not print each connection's conversation on stdout.
-    #[arg(long)]
-    pub no_conversations: bool,
-}
-
-/// `--cycle` values.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum CycleArg {
-    /// Each connection walks the reply list on its own.
-    PerConnection,
-    /// One position per method shared by all connections.
-    Global,
-}
-
-/// Arguments of `client`.
-#[derive(Debug, Args)]
-pub struct ClientArgs {
-    /// Spec file ("-" reads stdin).
-    #[arg(long, value_name = "FILE")]
-    pub spec: PathBuf,
-
-    #[command(flatten)]
-    pub common: CommonArgs,
-
-    #[command(flatten)]
-    pub run: ClientRunArgs,
-}
-
-/// Client options also accepted by `run`.
-#[derive(Debug, Args)]
-pub struct ClientRunArgs {
-    /// Command starting the server under test (run by /bin/sh); overrides
-    /// the spec's `start_cmd`.
-    #[arg(long, value_name = "CMD", conflicts_with = "no_start")]
-    pub start_cmd: Option<String>,
-
-    /// Do not run the spec's `start_cmd`; the server is already running.
-    #[arg(long)]
-    pub no_start: bool,
-
-    /// Seconds to wait for each reply.
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
-    pub timeout: Duration,
-
-    /// Seconds to wait for the socket to accept connections.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
-    pub wait: Duration,
-
-    /// Seconds the started server gets to exit after SIGTERM before SIGKILL.
-    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
-    pub grace: Duration,
-
-    /// Print the full report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
-
-impl Default for ClientRunArgs {
-    fn default() -> Self {
-        ClientRunArgs {
-            start_cmd: None,
-            no_start: false,
-            timeout: Duration::from_secs(60),
-            wait: Duration::from_secs(10),
-            grace: Duration::from_secs(3),
-            json: false,
-        }
-    }
-}
-
-fn parse_protocol(s: &str) -> Result<Protocol, String> {
+pub fn parse_protocol(s: &str) -> Result<Protocol, String> {
     s.parse()
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("`{s}` is not a number of seconds"))?;

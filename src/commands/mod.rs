@@ -1,0 +1,85 @@
+//! One module per subcommand: its clap arguments and the glue that turns
+//! them into a library call. `dispatch` picks the subcommand.
+
+pub mod client;
+pub mod run;
+pub mod server;
+
+use std::io::IsTerminal as _;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use clap::CommandFactory as _;
+
+use crate::cli::{Cli, Command, CommonArgs};
+use plugtap::exit::Outcome;
+use plugtap::spec::{self, Cycle, Role, Spec};
+
+/// Runs what the command line asks for.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
+    if cli.spec.is_some() && cli.command.is_some() {
+        bail!("-s/--spec goes without a subcommand (for subcommands, use their own SPEC argument)");
+    }
+    let full = cli.verbosity.verbose > 0;
+    let shutdown = plugtap::shutdown::on_signals().context("cannot install signal handlers")?;
+    match cli.command {
+        None => {
+            let path = match cli.spec {
+                Some(p) => p,
+                None if std::io::stdin().is_terminal() => {
+                    Cli::command().print_help()?;
+                    bail!("no spec given: pass -s SPEC, pipe a spec on stdin, or use a subcommand");
+                }
+                None => "-".into(),
+            };
+            let spec = load(&path)?;
+            let client = client::ClientRunArgs::default();
+            run::run_spec(&spec, &CommonArgs::default(), &client, full, shutdown).await
+        }
+        Some(Command::Run(args)) => {
+            let spec = load(&args.spec)?;
+            run::run_spec(&spec, &args.common, &args.run, full, shutdown).await
+        }
+        Some(Command::Server(args)) => {
+            let mut spec = load(&args.spec)?;
+            check_role(&spec, Role::Server);
+            if let Some(c) = args.cycle {
+                spec.server.cycle = match c {
+                    server::CycleArg::PerConnection => Cycle::PerConnection,
+                    server::CycleArg::Global => Cycle::Global,
+                };
+            }
+            server::serve(&spec, &args.common, !args.no_conversations, full, shutdown).await
+        }
+        Some(Command::Client(args)) => {
+            let spec = load(&args.spec)?;
+            check_role(&spec, Role::Client);
+            client::drive(&spec, &args.common, &args.run, full, shutdown).await
+        }
+    }
+}
+
+/// Loads a spec file ("-" for stdin) and logs its warnings.
+pub fn load(path: &Path) -> anyhow::Result<Spec> {
+    let spec = if path == Path::new("-") {
+        spec::load_reader(std::io::stdin().lock(), "<stdin>")?
+    } else {
+        spec::load_file(path)?
+    };
+    for w in &spec.warnings {
+        tracing::warn!("{}: {w}", spec.source);
+    }
+    Ok(spec)
+}
+
+/// Warns when a spec written for another role runs in `wanted`.
+pub fn check_role(spec: &Spec, wanted: Role) {
+    if let Some(role) = spec.role.filter(|r| *r != wanted) {
+        tracing::warn!(
+            "{} says \"role\": \"{}\"; running it as {} as asked",
+            spec.source,
+            role.name(),
+            wanted.name()
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! `plugtap server`: the mock pluginserver.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::CommonArgs;
+use plugtap::exit::Outcome;
+use plugtap::role::server::{self, ServerOptions};
+use plugtap::spec::Spec;
+
+/// Arguments of `server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Spec file ("-" reads stdin).
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// How replies cycle; overrides the spec's `cycle`.
+    #[arg(long, value_enum)]
+    pub cycle: Option<CycleArg>,
+
+    /// Do not print each connection's conversation on stdout.
+    #[arg(long)]
+    pub no_conversations: bool,
+}
+
+/// `--cycle` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CycleArg {
+    /// Each connection walks the reply list on its own.
+    PerConnection,
+    /// One position per method shared by all connections.
+    Global,
+}
+
+pub async fn serve(
+    spec: &Spec,
+    common: &CommonArgs,
+    print_conversations: bool,
+    full: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Outcome> {
+    let protocol = common.protocol.unwrap_or(spec.protocol);
+    let socket = common
+        .socket
+        .clone()
+        .or_else(|| spec.socket.clone())
+        .unwrap_or_else(|| "mock.socket".into());
+    let opts = ServerOptions {
+        socket,
+        limits: common.limits(),
+        full_values: full,
+        print_conversations,
+    };
+    tracing::debug!("protocol {protocol}");
+    Ok(server::run(spec, opts, shutdown).await?)
+}
