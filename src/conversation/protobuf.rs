@@ -193,7 +193,8 @@ impl ProtobufConversation {
                 Some(*sequence),
                 Some(HANDLE_EVENT.to_owned()),
                 format!(
-                    "the server closed the connection during event #{sequence} while {}; \
+                    "the server closed the connection instead of answering RpcCall #{sequence} \
+                     ({HANDLE_EVENT}) while {}; \
                      this is how ProtoBuf:1 servers report errors (Kong sees `closed`)",
                     state.describe()
                 ),

@@ -5,6 +5,9 @@
 mod cli;
 mod client;
 mod codec;
+mod pb_codec;
+mod pb_conversation;
+mod pb_vectors;
 mod peer;
 mod props;
 mod server;
