@@ -6,3 +6,4 @@
 //! depends on the frames before it.
 
 pub mod protobuf;
+mod protobuf_decode;

@@ -28,9 +28,9 @@
 
 use serde_json::Value as Json;
 
+use super::protobuf_decode as decode;
 use crate::message::protobuf::envelope::HANDLE_EVENT;
-use crate::message::protobuf::pdk::{self, EXIT};
-use crate::message::protobuf::{Envelope, EnvelopeKind, PdkMethod};
+use crate::message::protobuf::pdk::EXIT;
 use crate::message::{Direction, Kind, MessageView};
 
 /// What a frame turned out to be, with what roles need from it.
@@ -129,10 +129,11 @@ impl ProtobufConversation {
     pub fn observe(&mut self, dir: Direction, payload: &[u8]) -> Observation {
         let state = std::mem::replace(&mut self.state, State::Idle);
         let (next, obs) = match (state, dir) {
-            (State::Idle, Direction::ToServer) => call(payload),
-            (State::Call { sequence, command }, Direction::ToClient) => {
-                (State::Idle, ret(payload, sequence, command.as_deref()))
-            }
+            (State::Idle, Direction::ToServer) => after_call(decode::call(payload)),
+            (State::Call { sequence, command }, Direction::ToClient) => (
+                State::Idle,
+                decode::ret(payload, sequence, command.as_deref()),
+            ),
             (State::Event { sequence, phase }, Direction::ToClient) => {
                 event_from_server(sequence, phase, payload)
             }
@@ -147,11 +148,11 @@ impl ProtobufConversation {
                     sequence,
                     phase: Phase::Name,
                 },
-                reply(&method, payload),
+                decode::reply(&method, payload),
             ),
             (state, dir) => {
                 let problem = format!("{} sent a frame while {}", sender(dir), state.describe());
-                (state, malformed(None, problem, payload))
+                (state, decode::malformed(None, problem, payload))
             }
         };
         self.state = next;
@@ -254,83 +255,6 @@ fn sender(dir: Direction) -> &'static str {
     }
 }
 
-fn malformed(method: Option<&str>, problem: String, payload: &[u8]) -> Observation {
-    Observation {
-        view: pdk::malformed_view(method, problem, payload),
-        what: Observed::Malformed,
-    }
-}
-
-/// Kong's RpcCall, from an idle connection.
-fn call(payload: &[u8]) -> (State, Observation) {
-    let env = match Envelope::decode(EnvelopeKind::Call, payload) {
-        Ok(env) => env,
-        Err(e) => {
-            // The server will answer nothing useful; a close is still due.
-            let state = State::Call {
-                sequence: None,
-                command: None,
-            };
-            return (state, malformed(None, e.to_string(), payload));
-        }
-    };
-    let sequence = env.sequence();
-    let command = env.member();
-    let params = env.member_json().unwrap_or(Json::Null);
-    let state = match command.as_deref() {
-        Some(HANDLE_EVENT) => State::Event {
-            sequence,
-            phase: Phase::Name,
-        },
-        _ => State::Call {
-            sequence: Some(sequence),
-            command: command.clone(),
-        },
-    };
-    let view = env.view();
-    let what = if view.kind == Kind::Malformed {
-        Observed::Malformed
-    } else {
-        Observed::Call {
-            sequence,
-            command,
-            params,
-        }
-    };
-    (state, Observation { view, what })
-}
-
-/// The server's RpcReturn for the call with `expected` sequence.
-fn ret(payload: &[u8], expected: Option<i64>, command: Option<&str>) -> Observation {
-    let env = match Envelope::decode(EnvelopeKind::Return, payload) {
-        Ok(env) => env,
-        Err(e) => return malformed(None, e.to_string(), payload),
-    };
-    let mut view = env.view();
-    let sequence = env.sequence();
-    if let Some(expected) = expected.filter(|e| *e != sequence) {
-        let what = if payload.is_empty() {
-            format!(
-                "an empty frame instead of an RpcReturn (go-pdk's answer to {}, which it does not implement)",
-                command.unwrap_or("a command")
-            )
-        } else {
-            format!("sequence {sequence}")
-        };
-        view.problem = Some(format!(
-            "{what} does not echo the call's sequence {expected}; Kong fails its check"
-        ));
-    }
-    let what = match view.kind {
-        Kind::Response => Observed::Return {
-            sequence,
-            value: view.value.clone(),
-        },
-        _ => Observed::Malformed,
-    };
-    Observation { view, what }
-}
-
 /// A frame from the server during an event.
 fn event_from_server(sequence: i64, phase: Phase, payload: &[u8]) -> (State, Observation) {
     let at = |phase| State::Event { sequence, phase };
@@ -348,7 +272,7 @@ fn event_from_server(sequence: i64, phase: Phase, payload: &[u8]) -> (State, Obs
             (state, obs)
         }
         Phase::Args(method) => {
-            let obs = args(method.as_deref(), payload);
+            let obs = decode::args(method.as_deref(), payload);
             let next = match method {
                 Some(m) => Phase::Reply(m),
                 None => Phase::Name,
@@ -357,93 +281,47 @@ fn event_from_server(sequence: i64, phase: Phase, payload: &[u8]) -> (State, Obs
         }
         Phase::Return => {
             let state = State::Idle;
-            (state, ret(payload, Some(sequence), Some(HANDLE_EVENT)))
+            (
+                state,
+                decode::ret(payload, Some(sequence), Some(HANDLE_EVENT)),
+            )
         }
     }
 }
 
-/// A method-name frame, or the empty frame ending the PDK calls.
+/// The state after Kong's RpcCall.
+fn after_call(obs: Observation) -> (State, Observation) {
+    let state = match &obs.what {
+        Observed::Call {
+            sequence,
+            command: Some(command),
+            ..
+        } if command == HANDLE_EVENT => State::Event {
+            sequence: *sequence,
+            phase: Phase::Name,
+        },
+        Observed::Call {
+            sequence, command, ..
+        } => State::Call {
+            sequence: Some(*sequence),
+            command: command.clone(),
+        },
+        // The server will answer nothing useful; a close is still due.
+        _ => State::Call {
+            sequence: obs.view.id.and_then(|id| i64::try_from(id).ok()),
+            command: None,
+        },
+    };
+    (state, obs)
+}
+
+/// A method-name frame (or the end of PDK calls) and the phase after it.
 fn name(sequence: i64, payload: &[u8]) -> (State, Observation) {
-    let at = |phase| State::Event { sequence, phase };
-    if payload.is_empty() {
-        let obs = Observation {
-            view: pdk::end_view(),
-            what: Observed::PdkEnd,
-        };
-        return (at(Phase::Return), obs);
-    }
-    let Ok(method) = std::str::from_utf8(payload) else {
-        let problem = "a PDK method name that is not UTF-8".to_owned();
-        return (at(Phase::Args(None)), malformed(None, problem, payload));
+    let obs = decode::name(payload);
+    let phase = match &obs.what {
+        Observed::PdkEnd => Phase::Return,
+        Observed::PdkCall { method, .. } => Phase::Args(Some(method.clone())),
+        _ => Phase::Args(None),
     };
-    let known = PdkMethod::named(method).is_some();
-    let problem = (!known).then(|| {
-        format!(
-            "not a method of service Kong; Kong fails the event with \
-             `method \"{method}\" not found` and never replies"
-        )
-    });
-    let obs = Observation {
-        view: pdk::call_view(method, problem),
-        what: Observed::PdkCall {
-            method: method.to_owned(),
-            known,
-        },
-    };
-    (at(Phase::Args(Some(method.to_owned()))), obs)
-}
-
-fn args(method: Option<&str>, payload: &[u8]) -> Observation {
-    let Some(name) = method else {
-        return malformed(
-            None,
-            "arguments of an unreadable PDK method name".into(),
-            payload,
-        );
-    };
-    let Some(pdk) = PdkMethod::named(name) else {
-        return malformed(
-            Some(name),
-            format!("arguments of {name}, which service Kong does not have; not decoded"),
-            payload,
-        );
-    };
-    match pdk.decode_args(payload) {
-        Ok(args) => Observation {
-            view: pdk::args_view(name, args.clone()),
-            what: Observed::PdkArgs {
-                method: name.to_owned(),
-                args,
-            },
-        },
-        Err(e) => malformed(
-            Some(name),
-            format!("arguments of {name} do not decode: {e}"),
-            payload,
-        ),
-    }
-}
-
-fn reply(method: &str, payload: &[u8]) -> Observation {
-    let Some(pdk) = PdkMethod::named(method) else {
-        return malformed(
-            Some(method),
-            format!("reply to {method}, which service Kong does not have; not decoded"),
-            payload,
-        );
-    };
-    match pdk.decode_reply(payload) {
-        Ok(reply) => Observation {
-            view: pdk::reply_view(method, reply.clone()),
-            what: Observed::PdkReply {
-                method: method.to_owned(),
-                reply,
-            },
-        },
-        Err(e) => malformed(
-            Some(method),
-            format!("reply to {method} does not decode: {e}"),
-            payload,
-        ),
-    }
+    (State::Event { sequence, phase }, obs)
 }

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod pb_client;
+mod pb_outcome;
 pub mod pb_server;
 mod pb_wire;
 mod replies;
