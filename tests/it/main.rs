@@ -7,6 +7,7 @@ mod client;
 mod codec;
 mod pb_codec;
 mod pb_conversation;
+mod pb_faults;
 mod pb_roles;
 mod pb_vectors;
 mod peer;
