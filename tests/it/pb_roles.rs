@@ -1,6 +1,6 @@
 //! ProtoBuf:1 roles end to end: the built binary on temporary sockets,
-//! client against server, each against a raw peer that checks bytes, and
-//! faults on either side.
+//! client against server and against a raw peer that checks bytes
+//! (faults are in `pb_faults.rs`).
 
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
