@@ -27,13 +27,17 @@ Examples:
   plugtap -s specs/original-server.json
   plugtap < specs/original-server.json
 
+  # A ProtoBuf:1 (go-pdk) mock and Kong's side of an event cycle against it:
+  plugtap server --spec specs/pb-mock-go-peer.json --socket /tmp/go-peer.socket
+  plugtap client --spec specs/pb-client-event-cycle.json --socket /tmp/go-peer.socket
+
 Exit codes: 0 all passed, 1 an expectation failed or a malformed message
 arrived, 2 usage or runtime error.";
 
 /// Watch, mock and drive Kong's external plugin servers.
 ///
-/// plugtap speaks Kong's pluginserver protocol (MsgPack:1) over Unix
-/// sockets. As a server it mocks a pluginserver from a JSON spec; as a
+/// plugtap speaks Kong's pluginserver protocols (MsgPack:1, ProtoBuf:1)
+/// over Unix sockets. As a server it mocks a pluginserver from a JSON spec; as a
 /// client it stands in for Kong and drives a real pluginserver.
 #[derive(Debug, Parser)]
 #[command(name = "plugtap", version, after_help = EXAMPLES)]

@@ -4,6 +4,7 @@
 //!
 //! * [`codec`]: bytes to frames, with limits; no I/O.
 //! * [`message`]: frames to typed messages and a protocol-neutral view.
+//! * [`conversation`]: per-connection state giving frames their meaning.
 //! * [`value_json`]: the lossless msgpack ⇄ JSON mapping.
 //! * [`net`]: socket paths and the one [`net::Connection`] type.
 //! * [`spec`]: spec files (loading, matching, templating).
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod conversation;
 pub mod error;
 pub mod exit;
 pub mod message;

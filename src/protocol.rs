@@ -13,16 +13,21 @@ pub enum Protocol {
     #[default]
     #[serde(rename = "MsgPack:1")]
     MsgPack1,
+    /// Length-prefixed protobuf frames (go-pdk 0.7 and later embedded
+    /// servers); PDK calls run on the event's connection.
+    #[serde(rename = "ProtoBuf:1")]
+    ProtoBuf1,
 }
 
 impl Protocol {
     /// Every protocol, in the order help texts list them.
-    pub const ALL: &'static [Protocol] = &[Protocol::MsgPack1];
+    pub const ALL: &'static [Protocol] = &[Protocol::MsgPack1, Protocol::ProtoBuf1];
 
     /// The name used in specs, recordings and Kong's query output.
     pub fn name(self) -> &'static str {
         match self {
             Protocol::MsgPack1 => "MsgPack:1",
+            Protocol::ProtoBuf1 => "ProtoBuf:1",
         }
     }
 

@@ -11,10 +11,12 @@
 //! size is checked against the limit *before* anything is buffered for it.
 
 pub mod msgpack;
+pub mod protobuf;
 
 use std::fmt;
 
 pub use msgpack::{MsgpackCodec, MsgpackFrame};
+pub use protobuf::{ProtobufCodec, ProtobufFrame};
 
 /// Limits applied while decoding untrusted bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{CommonArgs, parse_secs};
 use plugtap::exit::Outcome;
+use plugtap::protocol::Protocol;
 use plugtap::role::client::{self, ClientOptions};
+use plugtap::role::pb_client;
 use plugtap::spec::{Spec, StartCmd};
 
 /// Arguments of `client`.
@@ -91,7 +93,10 @@ pub async fn drive(
         limits: common.limits(),
         full_values: full,
     };
-    let report = client::run(spec, opts, shutdown).await?;
+    let report = match common.protocol.unwrap_or(spec.protocol) {
+        Protocol::MsgPack1 => client::run(spec, opts, shutdown).await?,
+        Protocol::ProtoBuf1 => pb_client::run(spec, opts, shutdown).await?,
+    };
     eprint!("{}", report.render());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -7,6 +7,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::CommonArgs;
 use plugtap::exit::Outcome;
+use plugtap::protocol::Protocol;
+use plugtap::role::pb_server;
 use plugtap::role::server::{self, ServerOptions};
 use plugtap::spec::Spec;
 
@@ -58,5 +60,8 @@ pub async fn serve(
         print_conversations,
     };
     tracing::debug!("protocol {protocol}");
-    Ok(server::run(spec, opts, shutdown).await?)
+    match protocol {
+        Protocol::MsgPack1 => Ok(server::run(spec, opts, shutdown).await?),
+        Protocol::ProtoBuf1 => Ok(pb_server::run(spec, opts, shutdown).await?),
+    }
 }

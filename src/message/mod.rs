@@ -1,13 +1,14 @@
 //! Messages: frames given meaning.
 //!
 //! Each protocol has its own typed message module (for `MsgPack:1`,
-//! [`msgpack_rpc`]). Logs, recordings and export do not care which protocol
+//! [`msgpack_rpc`]; for `ProtoBuf:1`, [`protobuf`]). Logs, recordings and export do not care which protocol
 //! a frame came from, so every typed message can also be shown as a
 //! protocol-neutral [`MessageView`]: its kind, id, method and the whole
 //! decoded message as JSON (in the lossless mapping of
 //! [`crate::value_json`] for msgpack).
 
 pub mod msgpack_rpc;
+pub mod protobuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -38,14 +39,27 @@ impl Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// A call that expects a reply (`[0, msgid, method, params]`).
+    /// A call that expects a reply (`[0, msgid, method, params]`; a
+    /// ProtoBuf:1 `RpcCall`, named by its command).
     Request,
-    /// The reply to a call (`[1, msgid, error, result]`).
+    /// The reply to a call (`[1, msgid, error, result]`; a ProtoBuf:1
+    /// `RpcReturn`).
     Response,
     /// A one-way message (`[2, method, params]`).
     Notification,
     /// Well-formed bytes that do not have the shape of any message.
     Malformed,
+    /// ProtoBuf:1: the server names the PDK method it calls (`method`).
+    PdkCall,
+    /// ProtoBuf:1: the arguments of that PDK call.
+    PdkArgs,
+    /// ProtoBuf:1: Kong's reply to that PDK call.
+    PdkReply,
+    /// ProtoBuf:1: the empty frame ending an event's PDK calls.
+    PdkEnd,
+    /// Not a frame: the peer closed the connection where a frame was due.
+    /// ProtoBuf:1 servers signal errors this way (`error` says what was due).
+    Closed,
 }
 
 impl Kind {
@@ -56,6 +70,11 @@ impl Kind {
             Kind::Response => "response",
             Kind::Notification => "notify",
             Kind::Malformed => "MALFORMED",
+            Kind::PdkCall => "pdk-call",
+            Kind::PdkArgs => "pdk-args",
+            Kind::PdkReply => "pdk-reply",
+            Kind::PdkEnd => "pdk-end",
+            Kind::Closed => "CLOSED",
         }
     }
 }
@@ -71,7 +90,9 @@ pub struct MessageView {
     /// Method or notification name, when the frame carries one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// Why the frame is malformed, for [`Kind::Malformed`].
+    /// Why the frame is malformed, for [`Kind::Malformed`]; or what is wrong
+    /// with an otherwise well-formed message (a sequence that does not echo
+    /// the call's, a PDK method Kong does not know).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     /// The error a response carries, as text.

@@ -153,6 +153,7 @@ async fn drive(
             notifications: vec![],
             failures: vec![],
             elapsed_ms: None,
+            pdk: vec![],
         })
         .collect();
     let mut next_msgid = 0u32;

@@ -6,6 +6,10 @@
 //! [`crate::spec::Spec`]. They never parse bytes themselves.
 
 pub mod client;
+pub mod pb_client;
+mod pb_outcome;
+pub mod pb_server;
+mod pb_wire;
 mod replies;
 pub mod report;
 pub mod server;

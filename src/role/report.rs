@@ -50,6 +50,10 @@ pub struct StepReport {
     /// Time from sending the request to the reply, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<f64>,
+    /// ProtoBuf:1 events: the PDK calls the plugin made and Kong's answers
+    /// (`{"method", "args", "reply"}`), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pdk: Vec<Json>,
 }
 
 /// Step outcome.

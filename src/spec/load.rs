@@ -18,8 +18,8 @@ use serde_json::Value as Json;
 
 use super::template;
 use super::{
-    ClientSpec, Cycle, Entry, Expect, ExpectError, Notification, Role, ServerSpec, Spec, StartCmd,
-    Step,
+    ClientSpec, Cycle, Entry, Expect, ExpectError, Notification, PdkStep, Role, ServerSpec, Spec,
+    StartCmd, Step,
 };
 use crate::protocol::Protocol;
 use crate::value_json;
@@ -88,6 +88,7 @@ pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
         client: ClientSpec {
             try_methods: raw.try_methods.unwrap_or_default(),
             start_cmd: raw.start_cmd,
+            on_pdk: raw.on_pdk.unwrap_or_default(),
         },
         warnings: unknown
             .into_iter()
@@ -164,6 +165,21 @@ fn check(spec: &mut Spec) -> Result<(), String> {
         if spec.client.start_cmd.is_some() {
             unused.push(("start_cmd", Role::Client));
         }
+        if !spec.client.on_pdk.is_empty() {
+            unused.push(("on_pdk", Role::Client));
+        }
+    }
+    let has_pdk = spec
+        .server
+        .on_methods
+        .values()
+        .flatten()
+        .any(|e| !e.pdk.is_empty());
+    if spec.protocol != Protocol::ProtoBuf1 && (has_pdk || !spec.client.on_pdk.is_empty()) {
+        spec.warnings.push(format!(
+            "`pdk` and `on_pdk` are only used with \"protocol\": \"{}\" (or --protocol)",
+            Protocol::ProtoBuf1
+        ));
     }
     for (key, used_by) in unused {
         spec.warnings.push(format!(
@@ -217,6 +233,7 @@ struct RawSpec {
     cycle: Option<Cycle>,
     try_methods: Option<Vec<Step>>,
     start_cmd: Option<StartCmd>,
+    on_pdk: Option<IndexMap<String, Vec<Entry>>>,
 }
 
 /// `Some(value)` even for `null`, so "absent" and "null" differ.
@@ -238,6 +255,8 @@ struct RawEntry {
     notify: Vec<Notification>,
     #[serde(default)]
     delay_ms: u64,
+    #[serde(default)]
+    pdk: Vec<PdkStep>,
 }
 
 impl<'de> Deserialize<'de> for Entry {
@@ -259,6 +278,7 @@ impl<'de> Deserialize<'de> for Entry {
             result,
             notify: raw.notify,
             delay_ms: raw.delay_ms,
+            pdk: raw.pdk,
         })
     }
 }

@@ -13,6 +13,7 @@
 
 mod load;
 pub mod matcher;
+pub mod pdk;
 pub mod template;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 pub use load::{SpecError, load_file, load_reader, load_str};
+pub use pdk::PdkStep;
 
 use crate::protocol::Protocol;
 
@@ -105,6 +107,9 @@ pub struct Entry {
     pub notify: Vec<Notification>,
     /// Pause before replying.
     pub delay_ms: u64,
+    /// ProtoBuf:1, `cmd_handle_event`: the PDK calls the mock plugin makes
+    /// before it returns.
+    pub pdk: Vec<PdkStep>,
 }
 
 /// A notification `[2, method, params]` the server sends.
@@ -123,6 +128,9 @@ pub struct ClientSpec {
     pub try_methods: Vec<Step>,
     /// Command that starts the server under test.
     pub start_cmd: Option<StartCmd>,
+    /// ProtoBuf:1: Kong's canned answers to PDK calls, per method name
+    /// (`result` is the reply; `match` filters on the arguments).
+    pub on_pdk: IndexMap<String, Vec<Entry>>,
 }
 
 /// One call the client makes.

@@ -5,6 +5,11 @@
 mod cli;
 mod client;
 mod codec;
+mod pb_codec;
+mod pb_conversation;
+mod pb_faults;
+mod pb_roles;
+mod pb_vectors;
 mod peer;
 mod props;
 mod server;

@@ -21,6 +21,14 @@ const EXERCISED: &[(&str, &str)] = &[
         "client-event-cycle.json",
         "peer::full_event_cycle_against_the_python_server",
     ),
+    (
+        "pb-mock-go-peer.json",
+        "pb_roles::full_event_cycle_between_client_and_server_roles",
+    ),
+    (
+        "pb-client-event-cycle.json",
+        "pb_roles::full_event_cycle_between_client_and_server_roles",
+    ),
 ];
 
 #[test]
