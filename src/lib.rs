@@ -16,13 +16,16 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod conversation;
 pub mod error;
 pub mod exit;
 pub mod message;
 pub mod net;
 pub mod process;
 pub mod protocol;
+pub mod record;
 pub mod role;
+pub mod show;
 pub mod shutdown;
 pub mod spec;
 pub mod value_json;

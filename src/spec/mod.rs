@@ -33,6 +33,8 @@ pub enum Role {
     Server,
     /// A stand-in for Kong driving a real server.
     Client,
+    /// A man in the middle between Kong and a real server.
+    Proxy,
 }
 
 impl Role {
@@ -41,6 +43,7 @@ impl Role {
         match self {
             Role::Server => "server",
             Role::Client => "client",
+            Role::Proxy => "proxy",
         }
     }
 }
@@ -62,6 +65,8 @@ pub struct Spec {
     pub server: ServerSpec,
     /// Client-role settings.
     pub client: ClientSpec,
+    /// Proxy-role settings (`socket` is where the proxy listens).
+    pub proxy: ProxySpec,
     /// Things worth telling the user that are not errors (unknown keys).
     pub warnings: Vec<String>,
 }
@@ -122,6 +127,21 @@ pub struct ClientSpec {
     /// The calls to make, in order.
     pub try_methods: Vec<Step>,
     /// Command that starts the server under test.
+    pub start_cmd: Option<StartCmd>,
+}
+
+/// Proxy-role part of a spec.
+#[derive(Debug, Clone, Default)]
+pub struct ProxySpec {
+    /// The real server's socket.
+    pub upstream: Option<PathBuf>,
+    /// Recording file.
+    pub record: Option<PathBuf>,
+    /// `--redact` rules.
+    pub redact: Vec<String>,
+    /// Close connections whose bytes cannot be decoded.
+    pub strict: bool,
+    /// The real server's command (wrapper mode); the spec's `start_cmd`.
     pub start_cmd: Option<StartCmd>,
 }
 
