@@ -26,6 +26,10 @@ Examples:
   plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\
       --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'
 
+  # Load: 16 connections running the steps 1000 times each:
+  plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \
+      --concurrency 16 --repeat 1000
+
   # The original tool's interface: role from the spec, spec from a file or stdin:
   plugtap -s specs/original-server.json
   plugtap < specs/original-server.json

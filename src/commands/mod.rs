@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod kong_conf;
+pub mod load;
 pub mod proxy;
 pub mod run;
 pub mod server;
@@ -57,6 +58,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Client(args)) => {
             let spec = load(&args.spec)?;
             check_role(&spec, Role::Client);
+            if args.load.active() {
+                return load::load(&spec, &args.common, &args.run, &args.load, shutdown).await;
+            }
             client::drive(&spec, &args.common, &args.run, full, shutdown).await
         }
         Some(Command::Proxy(args)) => {

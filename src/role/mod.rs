@@ -7,6 +7,7 @@
 //! [`crate::spec::Spec`]. They never parse bytes themselves.
 
 pub mod client;
+pub mod load;
 pub mod proxy;
 mod proxy_conn;
 mod replies;
