@@ -203,6 +203,7 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
     let mut forwarded: Option<&'static str> = None;
     let end = loop {
         let accepted = tokio::select! {
+            biased;
             _ = term.recv() => match on_signal(&mut child, Signal::SIGTERM, &mut forwarded) {
                 Some(end) => break end,
                 None => continue,
@@ -211,7 +212,7 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
                 Some(end) => break end,
                 None => continue,
             },
-            _ = shutdown.cancelled(), if child.is_none() => break ProxyEnd::Signal("shutdown"),
+            _ = shutdown.cancelled(), if child.is_none() => break ProxyEnd::Signal("SIGINT/SIGTERM"),
             status = wait_child(&mut child) => {
                 let status = status.map_err(io("waiting for the server"))?;
                 break ProxyEnd::ChildExited { status, forwarded };
