@@ -77,7 +77,13 @@ impl<R: BufRead> Reader<R> {
         };
         let first = match reader.next_line() {
             None => return Err(reader.error(None, "empty file: not a plugtap recording".into())),
-            Some(r) => r?,
+            Some(Ok(line)) => line,
+            Some(Err(e)) => {
+                return Err(reader.error(
+                    Some(1),
+                    format!("not a plugtap recording ({})", e.message),
+                ));
+            }
         };
         match first {
             Line::Header(h) if h.format == FORMAT && h.version == VERSION => reader.header = h,

@@ -7,6 +7,7 @@ mod client;
 mod codec;
 mod peer;
 mod props;
+mod recordings;
 mod proxy;
 mod server;
 mod spec_load;
