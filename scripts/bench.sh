@@ -21,7 +21,11 @@ out=bench-out
 rm -rf "$out"; mkdir -p "$out"
 work=$(mktemp -d /tmp/plugtap-bench.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+relay_pid=""
+cleanup() {
+  for p in "${pids[@]}" $relay_pid; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 big=$(python3 -c 'print("x" * 4096)')

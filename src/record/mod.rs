@@ -22,6 +22,7 @@
 //! [`redact`] applies `--redact` rules before anything is logged or
 //! written.
 
+mod json_out;
 pub mod reader;
 pub mod redact;
 pub mod writer;

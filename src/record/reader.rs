@@ -79,10 +79,9 @@ impl<R: BufRead> Reader<R> {
             None => return Err(reader.error(None, "empty file: not a plugtap recording".into())),
             Some(Ok(line)) => line,
             Some(Err(e)) => {
-                return Err(reader.error(
-                    Some(1),
-                    format!("not a plugtap recording ({})", e.message),
-                ));
+                return Err(
+                    reader.error(Some(1), format!("not a plugtap recording ({})", e.message))
+                );
             }
         };
         match first {

@@ -297,7 +297,13 @@ async fn call(
 }
 
 /// Records the reply, checks expectations and captures values.
-pub(crate) fn settle(step: &Step, report: &mut StepReport, error: &Mp, result: &Mp, vars: &mut Vars) {
+pub(crate) fn settle(
+    step: &Step,
+    report: &mut StepReport,
+    error: &Mp,
+    result: &Mp,
+    vars: &mut Vars,
+) {
     let result_json = value_json::to_json(result);
     let error_msg = error_text(error);
     if let Some(text) = &error_msg {

@@ -224,7 +224,13 @@ async fn drive(
         eprint!("\r\x1b[2K");
     }
     let n = total.len();
-    let q = |x: f64| if n == 0 { 0 } else { total.value_at_quantile(x) };
+    let q = |x: f64| {
+        if n == 0 {
+            0
+        } else {
+            total.value_at_quantile(x)
+        }
+    };
     Ok(LoadReport {
         connections: concurrency,
         calls: n,
@@ -232,7 +238,11 @@ async fn drive(
         failures,
         broken,
         seconds,
-        calls_per_sec: if seconds > 0.0 { n as f64 / seconds } else { 0.0 },
+        calls_per_sec: if seconds > 0.0 {
+            n as f64 / seconds
+        } else {
+            0.0
+        },
         latency_us: Percentiles {
             min: if n == 0 { 0 } else { total.min() },
             p50: q(0.5),
@@ -428,7 +438,9 @@ async fn reply(
                 result,
             }) if got == msgid => return Ok((error, result)),
             Ok(RpcMessage::Response { msgid: got, .. }) => {
-                return Err(format!("response with msgid {got} while waiting for {msgid}"));
+                return Err(format!(
+                    "response with msgid {got} while waiting for {msgid}"
+                ));
             }
             Ok(RpcMessage::Request { .. }) => return Err("the server sent a request".into()),
             Err(m) => return Err(format!("malformed reply: {m}")),

@@ -1,13 +1,18 @@
 //! One proxied connection: two pumps forward bytes, a decoder watches.
 //!
 //! Each pump reads a chunk from one side, hands a copy (a cheap `Bytes`
-//! clone) to the connection's decoder task, then writes the chunk to the
-//! other side unchanged. Handing over *before* writing means the decoder
-//! sees chunks in read order across both directions: a reply can only be
-//! read after the request was written onward, so it is always queued after
-//! it. The decoder runs the [`Conversation`], redacts, logs one line per
-//! frame and queues recording entries; forwarding never waits for it
-//! beyond its bounded queue.
+//! clone) to the connection's decoder through a bounded queue, then writes
+//! the chunk to the other side unchanged. Handing over *before* writing
+//! means the decoder sees chunks in read order across both directions: a
+//! reply can only be read after the request was written onward, so it is
+//! always queued after it. The decoder runs the [`Conversation`], redacts,
+//! logs one line per frame and queues recording entries; forwarding never
+//! waits for it beyond its bounded queue.
+//!
+//! The two pumps and the decoder are three futures of one task: handing a
+//! chunk over then wakes nothing on another thread, which made the proxy
+//! about a third faster under load than a separate decoder task
+//! (scripts/bench.sh); connections still spread over all cores.
 //!
 //! End of stream on one side is passed on as a half-close. A read or write
 //! error, `--strict` seeing undecodable bytes, or shutdown closes both
@@ -115,14 +120,11 @@ pub(crate) async fn serve(down: UnixStream, shared: Arc<Shared>, cancel: Cancell
     let (up_r, up_w) = Connection::raw(up, id).into_split();
     let (tx, rx) = mpsc::channel(QUEUE);
     let conn_cancel = cancel.child_token();
-    let decoder = tokio::spawn(decode(id, rx, shared.clone(), conn_cancel.clone()));
     tokio::join!(
         pump(Direction::ToServer, down_r, up_w, tx.clone(), &conn_cancel),
         pump(Direction::ToClient, up_r, down_w, tx, &conn_cancel),
+        decode(id, rx, shared.clone(), conn_cancel.clone()),
     );
-    if let Err(e) = decoder.await {
-        tracing::error!("{id} decoder failed: {e}");
-    }
 }
 
 /// Forwards one direction until end of stream, an error or cancellation.

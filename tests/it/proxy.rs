@@ -19,7 +19,9 @@ use crate::support::{self, Proc};
 /// Every line of a recording; panics with file:line on a bad one.
 pub fn lines(path: &Path) -> Vec<Line> {
     let reader = Reader::open(path).unwrap_or_else(|e| panic!("{e}"));
-    reader.map(|l| l.unwrap_or_else(|e| panic!("{e}"))).collect()
+    reader
+        .map(|l| l.unwrap_or_else(|e| panic!("{e}")))
+        .collect()
 }
 
 pub fn b64(text: &str) -> Vec<u8> {
@@ -30,7 +32,15 @@ pub fn b64(text: &str) -> Vec<u8> {
 
 /// Starts `plugtap proxy` from `front` to `back`, recording to `rec`.
 pub fn proxy(dir: &Path, front: &str, back: &str, rec: &str, extra: &[&str]) -> Proc {
-    let mut args = vec!["proxy", "--listen", front, "--upstream", back, "--record", rec];
+    let mut args = vec![
+        "proxy",
+        "--listen",
+        front,
+        "--upstream",
+        back,
+        "--record",
+        rec,
+    ];
     args.extend_from_slice(extra);
     let p = Proc::plugtap(dir, &args);
     if extra.contains(&"-q") {
@@ -90,8 +100,14 @@ fn event_cycle_through_the_proxy_to_the_python_server_is_byte_exact_and_recorded
     let (a_up, a_down) = tap_a.bytes();
     let (b_up, b_down) = tap_b.bytes();
     assert!(!a_up.is_empty() && !a_down.is_empty());
-    assert_eq!(a_up, b_up, "the server received exactly what the client sent");
-    assert_eq!(a_down, b_down, "the client received exactly what the server sent");
+    assert_eq!(
+        a_up, b_up,
+        "the server received exactly what the client sent"
+    );
+    assert_eq!(
+        a_down, b_down,
+        "the client received exactly what the server sent"
+    );
 
     let lines = lines(&d.join("rec.jsonl"));
     assert_eq!(recorded_bytes(&lines, Direction::ToServer), a_up);
@@ -131,7 +147,11 @@ fn event_cycle_through_the_proxy_to_the_python_server_is_byte_exact_and_recorded
         assert_eq!(pair[1].msg.id, pair[0].msg.id);
     }
     // Sequence numbers count up; the file ends with an end line.
-    let seqs: Vec<u64> = lines.iter().filter_map(|l| l.stamp()).map(|s| s.seq).collect();
+    let seqs: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.stamp())
+        .map(|s| s.seq)
+        .collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
     assert!(matches!(lines.last(), Some(Line::End(e)) if e.frames == 14));
     let header = Reader::open(&d.join("rec.jsonl")).unwrap().header().clone();
@@ -139,7 +159,10 @@ fn event_cycle_through_the_proxy_to_the_python_server_is_byte_exact_and_recorded
     // One live log line per frame.
     let stderr = proxy.stderr();
     assert_eq!(stderr.matches(" K→S request #").count(), 7, "{stderr}");
-    assert!(stderr.contains("S→K response #2 plugin.StartInstance"), "{stderr}");
+    assert!(
+        stderr.contains("S→K response #2 plugin.StartInstance"),
+        "{stderr}"
+    );
 }
 
 fn write_spec(dir: &Path, name: &str, text: &str) -> String {
@@ -160,16 +183,31 @@ fn sixty_four_connections_times_a_thousand_calls_lose_nothing() {
     let d = dir.path();
     let server_spec = write_spec(d, "server.json", PING_SERVER);
     let client_spec = write_spec(d, "client.json", PING_CLIENT);
-    let mut server = support::mock_server(d, Path::new(&server_spec), "back.sock", &["-q", "--no-conversations"]);
+    let mut server = support::mock_server(
+        d,
+        Path::new(&server_spec),
+        "back.sock",
+        &["-q", "--no-conversations"],
+    );
     let mut proxy = proxy(d, "front.sock", "back.sock", "rec.jsonl", &["-q"]);
     let mut client = Proc::plugtap(
         d,
         &[
-            "client", "--spec", &client_spec, "--socket", "front.sock",
-            "--concurrency", "64", "--repeat", "1000", "--json",
+            "client",
+            "--spec",
+            &client_spec,
+            "--socket",
+            "front.sock",
+            "--concurrency",
+            "64",
+            "--repeat",
+            "1000",
+            "--json",
         ],
     );
-    let status = client.wait_for(Duration::from_secs(120)).expect("load run ends");
+    let status = client
+        .wait_for(Duration::from_secs(120))
+        .expect("load run ends");
     assert_eq!(status.code(), Some(0), "{}", client.stderr());
     let report: serde_json::Value = serde_json::from_str(&client.stdout()).unwrap();
     assert_eq!(report["calls"], 64_000);
@@ -180,7 +218,8 @@ fn sixty_four_connections_times_a_thousand_calls_lose_nothing() {
     assert_eq!(server.interrupt(), 0);
 
     let lines = lines(&d.join("rec.jsonl"));
-    let mut per_conn: std::collections::HashMap<u64, (u64, u64, u64, u64, u64)> = Default::default();
+    let mut per_conn: std::collections::HashMap<u64, (u64, u64, u64, u64, u64)> =
+        Default::default();
     let mut frames = 0;
     for l in &lines {
         match l {
@@ -205,7 +244,12 @@ fn sixty_four_connections_times_a_thousand_calls_lose_nothing() {
             }
             Line::Close(c) => {
                 let e = per_conn.get(&c.conn).copied().unwrap_or_default();
-                assert_eq!((e.2, e.3), (c.to_server, c.to_client), "conn {}: recorded bytes == forwarded bytes", c.conn);
+                assert_eq!(
+                    (e.2, e.3),
+                    (c.to_server, c.to_client),
+                    "conn {}: recorded bytes == forwarded bytes",
+                    c.conn
+                );
                 per_conn.entry(c.conn).or_default().4 += 1;
             }
             Line::Undecodable(u) => panic!("undecodable: {u:?}"),
@@ -233,7 +277,10 @@ fn upstream_killed_mid_call_closes_both_sides_and_the_proxy_keeps_serving() {
     peer.send(&request(1, "bench.Slow", Value::Array(vec![])));
     server.wait_for_stderr("request #1 bench.Slow");
     server.signal(nix::sys::signal::Signal::SIGKILL);
-    assert!(peer.try_recv().is_none(), "the client sees the connection end");
+    assert!(
+        peer.try_recv().is_none(),
+        "the client sees the connection end"
+    );
     drop(peer);
     // The socket file is left behind by the killed server: connecting is refused.
     let mut again = MpPeer::connect(&d.join("front.sock"));
@@ -249,9 +296,17 @@ fn upstream_killed_mid_call_closes_both_sides_and_the_proxy_keeps_serving() {
     let c1: Vec<&Line> = lines.iter().filter(|l| l.conn() == busy).collect();
     assert!(matches!(c1[0], Line::Open(_)));
     assert!(matches!(c1[1], Line::Frame(f) if f.msg.method.as_deref() == Some("bench.Slow")));
-    assert!(c1.iter().any(|l| matches!(l, Line::Eof(e) if e.dir == Direction::ToClient)), "{c1:?}");
+    assert!(
+        c1.iter()
+            .any(|l| matches!(l, Line::Eof(e) if e.dir == Direction::ToClient)),
+        "{c1:?}"
+    );
     assert!(matches!(c1.last(), Some(Line::Close(c)) if c.to_client == 0));
-    assert!(lines.iter().any(|l| matches!(l, Line::Error(e) if e.error.contains("cannot connect to upstream"))));
+    assert!(
+        lines
+            .iter()
+            .any(|l| matches!(l, Line::Error(e) if e.error.contains("cannot connect to upstream")))
+    );
 }
 
 /// A one-connection upstream that records what it gets and runs `script`.
@@ -288,7 +343,11 @@ fn a_client_disconnecting_mid_frame_is_recorded_with_its_bytes() {
         let mut s = std::os::unix::net::UnixStream::connect(d.join("front.sock")).unwrap();
         s.write_all(half).unwrap();
     }
-    assert_eq!(upstream.join().unwrap(), half, "the half frame was forwarded");
+    assert_eq!(
+        upstream.join().unwrap(),
+        half,
+        "the half frame was forwarded"
+    );
     proxy.wait_for_stderr("undecodable bytes at offset 0");
     proxy.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(proxy.exit_code(), 0);
@@ -302,14 +361,23 @@ fn a_client_disconnecting_mid_frame_is_recorded_with_its_bytes() {
         .expect("an undecodable event");
     assert_eq!((u.dir, u.offset), (Direction::ToServer, 0));
     assert_eq!(b64(&u.raw), half);
-    assert!(u.error.contains("stream ended in the middle"), "{}", u.error);
+    assert!(
+        u.error.contains("stream ended in the middle"),
+        "{}",
+        u.error
+    );
 }
 
 #[test]
 fn malformed_bytes_from_either_side_are_forwarded_and_recorded() {
     let dir = support::tmpdir();
     let d = dir.path();
-    let reply = encode(&Value::Array(vec![1.into(), 1.into(), Value::Nil, "ok".into()]));
+    let reply = encode(&Value::Array(vec![
+        1.into(),
+        1.into(),
+        Value::Nil,
+        "ok".into(),
+    ]));
     let mut from_server = vec![0xc1];
     from_server.extend(&reply);
     let sent_back = from_server.clone();
@@ -326,7 +394,10 @@ fn malformed_bytes_from_either_side_are_forwarded_and_recorded() {
     s.write_all(&to_server).unwrap();
     let mut got = vec![0u8; from_server.len()];
     std::io::Read::read_exact(&mut s, &mut got).unwrap();
-    assert_eq!(got, from_server, "the client got the server's bytes unchanged");
+    assert_eq!(
+        got, from_server,
+        "the client got the server's bytes unchanged"
+    );
     drop(s);
     let mut received = to_server[..0].to_vec();
     received.extend(upstream.join().unwrap());
@@ -352,7 +423,11 @@ fn malformed_bytes_from_either_side_are_forwarded_and_recorded() {
             "ToClient response"
         ]
     );
-    assert!(proxy.stderr().contains("reserved msgpack marker 0xc1"), "{}", proxy.stderr());
+    assert!(
+        proxy.stderr().contains("reserved msgpack marker 0xc1"),
+        "{}",
+        proxy.stderr()
+    );
 }
 
 #[test]
@@ -375,11 +450,26 @@ fn sigterm_under_load_leaves_a_complete_recording_and_no_socket() {
     let d = dir.path();
     let server_spec = write_spec(d, "server.json", PING_SERVER);
     let client_spec = write_spec(d, "client.json", PING_CLIENT);
-    let mut server = support::mock_server(d, Path::new(&server_spec), "back.sock", &["-q", "--no-conversations"]);
+    let mut server = support::mock_server(
+        d,
+        Path::new(&server_spec),
+        "back.sock",
+        &["-q", "--no-conversations"],
+    );
     let mut proxy = proxy(d, "front.sock", "back.sock", "rec.jsonl", &["-q"]);
     let mut client = Proc::plugtap(
         d,
-        &["client", "--spec", &client_spec, "--socket", "front.sock", "--concurrency", "16", "--duration", "20"],
+        &[
+            "client",
+            "--spec",
+            &client_spec,
+            "--socket",
+            "front.sock",
+            "--concurrency",
+            "16",
+            "--duration",
+            "20",
+        ],
     );
     std::thread::sleep(Duration::from_millis(1500));
     proxy.signal(nix::sys::signal::Signal::SIGTERM);
@@ -387,12 +477,18 @@ fn sigterm_under_load_leaves_a_complete_recording_and_no_socket() {
     assert!(!d.join("front.sock").exists());
     // The client sees its connections closed: exit 1, reported.
     assert_eq!(client.exit_code(), 1, "{}", client.stderr());
-    assert!(client.stderr().contains("connections ended early"), "{}", client.stderr());
+    assert!(
+        client.stderr().contains("connections ended early"),
+        "{}",
+        client.stderr()
+    );
     assert_eq!(server.interrupt(), 0);
     let lines = lines(&d.join("rec.jsonl"));
     let frames = lines.iter().filter(|l| matches!(l, Line::Frame(_))).count() as u64;
     assert!(frames > 100, "{frames} frames");
-    assert!(matches!(lines.last(), Some(Line::End(e)) if e.frames == frames && e.reason.contains("SIGTERM")));
+    assert!(
+        matches!(lines.last(), Some(Line::End(e)) if e.frames == frames && e.reason.contains("SIGTERM"))
+    );
     let opens = lines.iter().filter(|l| matches!(l, Line::Open(_))).count();
     let closes = lines.iter().filter(|l| matches!(l, Line::Close(_))).count();
     assert_eq!(opens, 17, "16 and wait_for_socket's probe");
@@ -404,13 +500,28 @@ fn wrapper_mode_runs_the_python_server_and_stops_it_on_sigterm() {
     let dir = support::tmpdir();
     let d = dir.path();
     let cmd = support::python_peer_cmd(d, "real.sock");
-    let mut args = vec!["proxy", "--listen", "front.sock", "--upstream", "real.sock", "--record", "rec.jsonl", "--"];
+    let mut args = vec![
+        "proxy",
+        "--listen",
+        "front.sock",
+        "--upstream",
+        "real.sock",
+        "--record",
+        "rec.jsonl",
+        "--",
+    ];
     args.extend(cmd.split_whitespace());
     let mut proxy = Proc::plugtap(d, &args);
     support::wait_for_socket(&d.join("front.sock"));
     let out = support::run(
         d,
-        &["client", "--spec", support::spec("client-event-cycle.json").to_str().unwrap(), "--socket", d.join("front.sock").to_str().unwrap()],
+        &[
+            "client",
+            "--spec",
+            support::spec("client-event-cycle.json").to_str().unwrap(),
+            "--socket",
+            d.join("front.sock").to_str().unwrap(),
+        ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     proxy.signal(nix::sys::signal::Signal::SIGTERM);
@@ -427,7 +538,10 @@ fn wrapper_mode_runs_the_python_server_and_stops_it_on_sigterm() {
         })
         .collect();
     assert_eq!(child, ["started", "exited"]);
-    assert_eq!(lines.iter().filter(|l| matches!(l, Line::Frame(_))).count(), 14);
+    assert_eq!(
+        lines.iter().filter(|l| matches!(l, Line::Frame(_))).count(),
+        14
+    );
 }
 
 #[test]
@@ -436,10 +550,24 @@ fn wrapper_mode_exits_with_the_servers_status() {
     let d = dir.path();
     let out = support::run(
         d,
-        &["proxy", "--listen", "f.sock", "--upstream", "b.sock", "--", "sh", "-c", "echo starting; exit 3"],
+        &[
+            "proxy",
+            "--listen",
+            "f.sock",
+            "--upstream",
+            "b.sock",
+            "--",
+            "sh",
+            "-c",
+            "echo starting; exit 3",
+        ],
     );
     assert_eq!(out.code, 3, "{}", out.stderr);
-    assert!(out.stderr.contains("exited (exit code 3) before"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("exited (exit code 3) before"),
+        "{}",
+        out.stderr
+    );
     assert!(!d.join("f.sock").exists());
 }
 
@@ -458,7 +586,11 @@ fn a_proxy_spec_runs_with_plugtap_run() {
     let mut proxy = Proc::plugtap(d, &["run", &spec]);
     support::wait_for_socket(&d.join("front.sock"));
     let mut peer = MpPeer::connect(&d.join("front.sock"));
-    let reply = peer.call(1, "bench.Ping", Value::Array(vec![crate::support::mp::map(&[("n", 42.into())])]));
+    let reply = peer.call(
+        1,
+        "bench.Ping",
+        Value::Array(vec![crate::support::mp::map(&[("n", 42.into())])]),
+    );
     assert_eq!(reply[3], crate::support::mp::map(&[("pong", true.into())]));
     drop(peer);
     proxy.wait_for_stderr("response #1");

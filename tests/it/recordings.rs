@@ -38,7 +38,10 @@ fn every_recording_is_listed_parses_and_shows() {
             "recordings/{name} is not exercised by any test; add one and list it in RECORDED"
         );
         let lines = lines(&recording(name));
-        assert!(matches!(lines.last(), Some(Line::End(_))), "{name} is complete");
+        assert!(
+            matches!(lines.last(), Some(Line::End(_))),
+            "{name} is complete"
+        );
         let dir = support::tmpdir();
         let path = recording(name);
         let path = path.to_str().unwrap();
@@ -100,7 +103,12 @@ fn show_filters_and_draws() {
     assert_eq!(shown.len(), 4, "{}", out.stdout);
     assert!(shown.iter().all(|l| l.contains("plugin.Step")));
     let out = support::run(dir.path(), &["show", path, "--json", "--conn", "99"]);
-    assert_eq!(out.stdout.lines().count(), 1, "only the header: {}", out.stdout);
+    assert_eq!(
+        out.stdout.lines().count(),
+        1,
+        "only the header: {}",
+        out.stdout
+    );
     let out = support::run(dir.path(), &["show", path, "--since", "100"]);
     assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
     let out = support::run(dir.path(), &["show", path, "--format", "mermaid"]);
@@ -108,7 +116,10 @@ fn show_filters_and_draws() {
     assert!(m.starts_with("sequenceDiagram\n    participant K as Kong\n    participant P as plugtap\n    participant S as server\n"), "{m}");
     assert_eq!(m.matches("K->>S: c1 request #35;").count(), 7, "{m}");
     assert_eq!(m.matches("S-->>K: c1 ").count(), 7, "{m}");
-    assert!(m.contains("S-->>K: c1 error #35;7 plugin.HandleEvent no plugin instance #35;0"), "{m}");
+    assert!(
+        m.contains("S-->>K: c1 error #35;7 plugin.HandleEvent no plugin instance #35;0"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -123,7 +134,13 @@ fn bad_recordings_are_reported_with_file_and_line() {
     let bad_line: String = good
         .lines()
         .enumerate()
-        .map(|(i, l)| if i == 2 { "{\"type\":\"frame\"}".to_owned() } else { l.to_owned() })
+        .map(|(i, l)| {
+            if i == 2 {
+                "{\"type\":\"frame\"}".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(d.join("bad.jsonl"), bad_line).unwrap();
@@ -145,10 +162,27 @@ fn kong_conf_prints_the_wrapper_lines() {
     let out = support::run(
         dir.path(),
         &[
-            "kong-conf", "--name", "My-Py", "--listen", "/k/py.sock", "--upstream", "/k/real.sock",
-            "--record", "/tmp/r.jsonl", "--redact", "$[3][0].Config", "--query-cmd",
-            "kong-python-pluginserver -d /p --dump-all-plugins", "--plugtap", "/usr/bin/plugtap",
-            "--", "kong-python-pluginserver", "-d", "/p", "--socket-name", "real.sock",
+            "kong-conf",
+            "--name",
+            "My-Py",
+            "--listen",
+            "/k/py.sock",
+            "--upstream",
+            "/k/real.sock",
+            "--record",
+            "/tmp/r.jsonl",
+            "--redact",
+            "$[3][0].Config",
+            "--query-cmd",
+            "kong-python-pluginserver -d /p --dump-all-plugins",
+            "--plugtap",
+            "/usr/bin/plugtap",
+            "--",
+            "kong-python-pluginserver",
+            "-d",
+            "/p",
+            "--socket-name",
+            "real.sock",
         ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
