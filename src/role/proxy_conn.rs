@@ -120,7 +120,11 @@ pub(crate) async fn serve(down: UnixStream, shared: Arc<Shared>, cancel: Cancell
     let (up_r, up_w) = Connection::raw(up, id).into_split();
     let (tx, rx) = mpsc::channel(QUEUE);
     let conn_cancel = cancel.child_token();
+    // Biased: on every wake-up both pumps forward what is readable before
+    // the decoder starts on the queue, so decoding never delays a chunk
+    // that is already there.
     tokio::join!(
+        biased;
         pump(Direction::ToServer, down_r, up_w, tx.clone(), &conn_cancel),
         pump(Direction::ToClient, up_r, down_w, tx, &conn_cancel),
         decode(id, rx, shared.clone(), conn_cancel.clone()),
