@@ -37,6 +37,9 @@ const BATCH: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Something to record, as the proxy sends it; the writer adds the
 /// sequence number and the times.
+// Nearly every entry is a frame, so boxing the big variant would only add
+// an allocation per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Entry {
     /// A connection opened.

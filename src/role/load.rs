@@ -6,7 +6,7 @@
 //! Each connection behaves like Kong: one call at a time, msgids counting
 //! up, notifications skipped. The steps are the client's: captures and
 //! `${name}` substitution work per connection, and `expect` is checked
-//! with the client's own [`super::client::settle`]. To keep the driver
+//! with the client's own `client::settle`. To keep the driver
 //! cheap, a step whose params use no captured value is encoded once and
 //! only its msgid changes per call, and nothing is logged per message.
 

@@ -4,7 +4,7 @@
 //! It listens on the socket Kong is configured with and, for each accepted
 //! connection, opens one to the real server (1:1, so notifications sent
 //! on accept and ProtoBuf's per-connection events keep their connection);
-//! [`super::proxy_conn`] does the forwarding and decoding.
+//! `proxy_conn.rs` does the forwarding and decoding.
 //!
 //! **Wrapper mode.** With a start command the proxy starts the real server
 //! as its child (its own process group), waits until the upstream socket

@@ -162,7 +162,7 @@ async fn pump(
                     w = dst.write_all(&bytes) => w,
                 };
                 if let Err(e) = written {
-                    let error = format!("writing to {}: {e}", dir.to_side());
+                    let error = format!("writing to {}: {e}", dir.sink());
                     let _ = tx
                         .send(Note::Error {
                             dir,
@@ -186,7 +186,7 @@ async fn pump(
                 return;
             }
             Err(e) => {
-                let error = format!("reading from {}: {e}", dir.from_side());
+                let error = format!("reading from {}: {e}", dir.source());
                 let _ = tx
                     .send(Note::Error {
                         dir,
@@ -202,18 +202,18 @@ async fn pump(
 }
 
 trait Sides {
-    fn from_side(self) -> &'static str;
-    fn to_side(self) -> &'static str;
+    fn source(self) -> &'static str;
+    fn sink(self) -> &'static str;
 }
 
 impl Sides for Direction {
-    fn from_side(self) -> &'static str {
+    fn source(self) -> &'static str {
         match self {
             Direction::ToServer => "the client (Kong)",
             Direction::ToClient => "the server",
         }
     }
-    fn to_side(self) -> &'static str {
+    fn sink(self) -> &'static str {
         match self {
             Direction::ToServer => "the server",
             Direction::ToClient => "the client (Kong)",

@@ -271,7 +271,7 @@ fn upstream_killed_mid_call_closes_both_sides_and_the_proxy_keeps_serving() {
     let dir = support::tmpdir();
     let d = dir.path();
     let server_spec = write_spec(d, "server.json", PING_SERVER);
-    let mut server = support::mock_server(d, Path::new(&server_spec), "back.sock", &[]);
+    let server = support::mock_server(d, Path::new(&server_spec), "back.sock", &[]);
     let mut proxy = proxy(d, "front.sock", "back.sock", "rec.jsonl", &[]);
     let mut peer = MpPeer::connect(&d.join("front.sock"));
     peer.send(&request(1, "bench.Slow", Value::Array(vec![])));
