@@ -1,26 +1,48 @@
 #!/usr/bin/env bash
-# Sets up and runs a demo: a mock pluginserver made from specs/mock-hello.json,
-# driven by plugtap's client role through a full Kong event cycle
-# (specs/client-event-cycle.json); then the same client spec against the real
-# Python pluginserver (PyPI kong-pdk), which the script installs first.
+# Sets up and runs a demo:
+#  1. a mock pluginserver made from specs/mock-hello.json, with plugtap's proxy
+#     in front of it recording, driven by the client role through a full Kong
+#     event cycle (specs/client-event-cycle.json);
+#  2. `plugtap show` of that recording, as text and as a Mermaid diagram;
+#  3. the same client spec through the proxy in wrapper mode, which starts the
+#     real Python pluginserver (PyPI kong-pdk, installed first) itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-python-peer.sh
 cargo build --quiet --locked
 bin=target/debug/plugtap
 work=$(mktemp -d /tmp/plugtap-demo.XXXXXX)
-cleanup() { kill "$server_pid" 2>/dev/null || true; rm -rf "$work"; }
+server_pid=""; proxy_pid=""
+cleanup() {
+  for p in $proxy_pid $server_pid; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
+wait_sock() { for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done; echo "no socket $1" >&2; exit 2; }
 
-echo "== 1. mock server (specs/mock-hello.json) driven by the client role"
+echo "== 1. client -> proxy (recording) -> mock server (specs/mock-hello.json)"
 "$bin" -q server --spec specs/mock-hello.json --socket "$work/mock.sock" >"$work/server.out" &
 server_pid=$!
-"$bin" client --spec specs/client-event-cycle.json --socket "$work/mock.sock" --wait 10
-kill -INT "$server_pid"; wait "$server_pid" || true
-echo "-- the mock's record of that connection (stdout, one JSON line per connection):"
-cat "$work/server.out"
+wait_sock "$work/mock.sock"
+"$bin" proxy --listen "$work/front.sock" --upstream "$work/mock.sock" --record "$work/demo.jsonl" &
+proxy_pid=$!
+wait_sock "$work/front.sock"
+"$bin" client --spec specs/client-event-cycle.json --socket "$work/front.sock"
+kill -TERM "$proxy_pid"; wait "$proxy_pid" || true; proxy_pid=""
+kill -INT "$server_pid"; wait "$server_pid" || true; server_pid=""
 
 echo
-echo "== 2. the same client spec against the real Python pluginserver"
-"$bin" client --spec specs/client-event-cycle.json --socket "$work/py.sock" \
-  --start-cmd ".venv-peer/bin/kong-python-pluginserver -d tests/peers/python -p $work --socket-name py.sock"
+echo "== 2. plugtap show of the recording"
+"$bin" show "$work/demo.jsonl"
+echo "-- as a Mermaid sequence diagram (plugtap show --format mermaid):"
+"$bin" show "$work/demo.jsonl" --format mermaid
+
+echo
+echo "== 3. the same client spec through the proxy wrapping the real Python pluginserver"
+"$bin" proxy --listen "$work/py-front.sock" --upstream "$work/py.sock" --record "$work/py.jsonl" -- \
+  .venv-peer/bin/kong-python-pluginserver -d tests/peers/python -p "$work" --socket-name py.sock &
+proxy_pid=$!
+wait_sock "$work/py-front.sock"
+"$bin" client --spec specs/client-event-cycle.json --socket "$work/py-front.sock"
+kill -TERM "$proxy_pid"; wait "$proxy_pid" || true; proxy_pid=""
+"$bin" show "$work/py.jsonl" --method HandleEvent

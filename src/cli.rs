@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::commands::client::ClientArgs;
+use crate::commands::kong_conf::{self, KongConfArgs};
+use crate::commands::proxy::{self, ProxyArgs};
 use crate::commands::run::RunArgs;
 use crate::commands::server::ServerArgs;
+use crate::commands::show::{self, ShowArgs};
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
@@ -23,6 +26,10 @@ Examples:
   plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\
       --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'
 
+  # Load: 16 connections running the steps 1000 times each:
+  plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \
+      --concurrency 16 --repeat 1000
+
   # The original tool's interface: role from the spec, spec from a file or stdin:
   plugtap -s specs/original-server.json
   plugtap < specs/original-server.json
@@ -30,6 +37,9 @@ Examples:
   # A ProtoBuf:1 (go-pdk) mock and Kong's side of an event cycle against it:
   plugtap server --spec specs/pb-mock-go-peer.json --socket /tmp/go-peer.socket
   plugtap client --spec specs/pb-client-event-cycle.json --socket /tmp/go-peer.socket
+  # Sit between Kong and a real server, recording; then look at it:
+  plugtap proxy --listen /tmp/front.sock --upstream /tmp/back.sock --record calls.jsonl
+  plugtap show calls.jsonl
 
 Exit codes: 0 all passed, 1 an expectation failed or a malformed message
 arrived, 2 usage or runtime error.";
@@ -93,6 +103,24 @@ pub enum Command {
         after_help = "Example:\n  plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\\n      --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'"
     )]
     Client(ClientArgs),
+
+    /// Man in the middle between Kong and a real pluginserver: forward
+    /// every byte unchanged, log every frame, record to JSON Lines.
+    ///
+    /// With `-- CMD ARGS...` it starts the real server itself (drop-in
+    /// wrapper for Kong's `pluginserver_<name>_start_cmd`), passes
+    /// SIGTERM/SIGINT on to it and exits when it exits.
+    #[command(after_help = proxy::EXAMPLES)]
+    Proxy(ProxyArgs),
+
+    /// Show a recording: one line per event, JSON, or a Mermaid diagram.
+    #[command(after_help = show::EXAMPLES)]
+    Show(ShowArgs),
+
+    /// Print the kong.conf lines that put `plugtap proxy` in front of a
+    /// pluginserver.
+    #[command(name = "kong-conf", after_help = kong_conf::EXAMPLES)]
+    KongConf(KongConfArgs),
 }
 
 /// Options every role takes.

@@ -22,6 +22,9 @@ pub enum Outcome {
     Passed,
     /// Exit 1.
     Failed,
+    /// Exit with this code (the proxy's wrapper mode passes on the
+    /// wrapped server's status).
+    Code(u8),
 }
 
 impl From<Outcome> for ExitCode {
@@ -29,6 +32,7 @@ impl From<Outcome> for ExitCode {
         ExitCode::from(match o {
             Outcome::Passed => OK,
             Outcome::Failed => FAILED,
+            Outcome::Code(c) => c,
         })
     }
 }

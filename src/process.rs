@@ -91,6 +91,11 @@ impl Child {
         })
     }
 
+    /// The process id, while it is known.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
     /// The command as written.
     pub fn display(&self) -> &str {
         &self.display

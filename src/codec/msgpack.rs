@@ -76,6 +76,34 @@ impl MsgpackCodec {
         buf.split_to(skip).freeze()
     }
 
+    /// Splits the next complete message off `buf` without decoding it:
+    /// its stream offset and exact bytes. Sizes and nesting are checked as
+    /// in [`Decoder::decode`]; on an error nothing is removed from `buf`.
+    pub fn next_raw(&mut self, buf: &mut BytesMut) -> Result<Option<(u64, Bytes)>, CodecError> {
+        let Some(len) = self.scan(buf)? else {
+            return Ok(None);
+        };
+        let offset = self.consumed;
+        let raw = buf.split_to(len).freeze();
+        self.reset_scan();
+        self.consumed += len as u64;
+        Ok(Some((offset, raw)))
+    }
+
+    /// Decodes the bytes of one message that [`MsgpackCodec::next_raw`]
+    /// returned.
+    pub fn value_of(&self, offset: u64, raw: &Bytes) -> Result<Value, CodecError> {
+        let mut reader = raw.clone().reader();
+        // The scan enforced the depth limit; rmpv counts each container twice
+        // (value, then its body) plus the leaf, so give it room for that.
+        rmpv::decode::read_value_with_max_depth(&mut reader, 2 * self.limits.max_depth + 4).map_err(
+            |e| CodecError::Invalid {
+                offset,
+                reason: e.to_string(),
+            },
+        )
+    }
+
     fn reset_scan(&mut self) {
         self.pos = 0;
         self.open.clear();
@@ -228,22 +256,10 @@ impl Decoder for MsgpackCodec {
     type Error = CodecError;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<MsgpackFrame>, CodecError> {
-        let Some(len) = self.scan(buf)? else {
+        let Some((offset, raw)) = self.next_raw(buf)? else {
             return Ok(None);
         };
-        let offset = self.consumed;
-        let raw = buf.split_to(len).freeze();
-        self.reset_scan();
-        self.consumed += len as u64;
-        let mut reader = raw.clone().reader();
-        // The scan enforced the depth limit; rmpv counts each container twice
-        // (value, then its body) plus the leaf, so give it room for that.
-        let value =
-            rmpv::decode::read_value_with_max_depth(&mut reader, 2 * self.limits.max_depth + 4)
-                .map_err(|e| CodecError::Invalid {
-                    offset,
-                    reason: e.to_string(),
-                })?;
+        let value = self.value_of(offset, &raw)?;
         Ok(Some(MsgpackFrame { offset, raw, value }))
     }
 

@@ -25,6 +25,9 @@ pub struct ClientArgs {
 
     #[command(flatten)]
     pub run: ClientRunArgs,
+
+    #[command(flatten)]
+    pub load: super::load::LoadArgs,
 }
 
 /// Client options also accepted by `run`.

@@ -2,8 +2,12 @@
 //! them into a library call. `dispatch` picks the subcommand.
 
 pub mod client;
+pub mod kong_conf;
+pub mod load;
+pub mod proxy;
 pub mod run;
 pub mod server;
+pub mod show;
 
 use std::io::IsTerminal as _;
 use std::path::Path;
@@ -54,8 +58,20 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Client(args)) => {
             let spec = load(&args.spec)?;
             check_role(&spec, Role::Client);
+            if args.load.active() {
+                return load::load(&spec, &args.common, &args.run, &args.load, shutdown).await;
+            }
             client::drive(&spec, &args.common, &args.run, full, shutdown).await
         }
+        Some(Command::Proxy(args)) => {
+            let spec = args.spec.as_deref().map(load).transpose()?;
+            if let Some(spec) = &spec {
+                check_role(spec, Role::Proxy);
+            }
+            proxy::proxy(args, spec.as_ref(), full, shutdown).await
+        }
+        Some(Command::Show(args)) => show::show(args, full),
+        Some(Command::KongConf(args)) => kong_conf::kong_conf(args),
     }
 }
 

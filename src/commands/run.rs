@@ -37,8 +37,9 @@ pub async fn run_spec(
     match spec.role {
         Some(Role::Server) => serve(spec, common, true, full, shutdown).await,
         Some(Role::Client) => drive(spec, common, client, full, shutdown).await,
+        Some(Role::Proxy) => super::proxy::from_spec(spec, common, full, shutdown).await,
         None => bail!(
-            "{} names no role: add \"role\": \"server\" or \"client\", or use `plugtap server` / `plugtap client`",
+            "{} names no role: add \"role\": \"server\", \"client\" or \"proxy\", or use `plugtap server` / `plugtap client`",
             spec.source
         ),
     }

@@ -1,9 +1,123 @@
-//! Conversations: per-connection state that gives each frame its meaning
-//! from what came before it, in both directions.
+//! Conversations: what a proxy sees on one connection, in both directions.
 //!
-//! [`protobuf`] follows a `ProtoBuf:1` connection, where what a frame is
-//! (RpcCall, PDK method name, arguments, reply, end of calls, RpcReturn)
-//! depends on the frames before it.
+//! A proxy forwards bytes as they arrive and hands a copy of every chunk,
+//! with its direction and the time it was read, to the connection's
+//! [`Conversation`]. Chunks are fed in *read order across both
+//! directions*, so a reply is never observed before the request that
+//! caused it. The conversation owns both directions' codecs and any state
+//! that spans them, and turns chunks into [`Observed`] events:
+//!
+//! * a [`Frame`]: direction, stream offset, exact raw bytes and the
+//!   protocol-neutral [`MessageView`], plus, for a reply, what it answers
+//!   ([`Reply`]: the request's method and the latency);
+//! * an [`Undecodable`] chunk: direction, offset, raw bytes and why.
+//!
+//! Nothing is lost: every byte fed in comes back out in exactly one frame
+//! or undecodable chunk, or is still pending at the end of the stream,
+//! which [`Conversation::end`] reports as undecodable.
+//!
+//! Each protocol implements the trait in its own file ([`msgpack`] for
+//! `MsgPack:1`, [`protobuf`] for `ProtoBuf:1`); [`for_protocol`] picks one. A protocol whose frames only
+//! make sense in context (ProtoBuf:1's PDK frames, typed by the method-name
+//! frame before them) keeps that context inside its implementation.
 
+pub mod msgpack;
 pub mod protobuf;
 mod protobuf_decode;
+mod protobuf_stream;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::codec::Limits;
+use crate::message::{Direction, MessageView};
+use crate::protocol::Protocol;
+
+pub use msgpack::MsgpackConversation;
+pub use protobuf_stream::ProtobufStream;
+
+/// A chunk of bytes as a proxy read it.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// Which way the bytes travel.
+    pub dir: Direction,
+    /// The bytes, exactly as read.
+    pub bytes: Bytes,
+    /// When they were read.
+    pub at: Instant,
+}
+
+/// What a conversation makes of the bytes fed to it.
+#[derive(Debug, Clone)]
+pub enum Observed {
+    /// A complete frame.
+    Frame(Frame),
+    /// Bytes that could not be decoded.
+    Undecodable(Undecodable),
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Which way it travelled.
+    pub dir: Direction,
+    /// Position of its first byte in its direction's stream.
+    pub offset: u64,
+    /// When the chunk that completed it was read.
+    pub at: Instant,
+    /// Its exact bytes.
+    pub raw: Bytes,
+    /// The decoded message.
+    pub view: MessageView,
+    /// For a reply: the request it answers.
+    pub reply: Option<Reply>,
+}
+
+/// What a reply answers, correlated on its own connection (msgids repeat
+/// across Kong workers, so they are never matched across connections).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The request's method.
+    pub method: Option<String>,
+    /// The request's offset in the other direction's stream.
+    pub request_offset: u64,
+    /// Time from reading the request to reading the reply.
+    pub latency: Duration,
+}
+
+/// Bytes that are not a valid frame.
+#[derive(Debug, Clone)]
+pub struct Undecodable {
+    /// Which way they travelled.
+    pub dir: Direction,
+    /// Position of the first byte in its direction's stream.
+    pub offset: u64,
+    /// When the chunk holding them was read (or the stream ended).
+    pub at: Instant,
+    /// The bytes.
+    pub raw: Bytes,
+    /// Why they could not be decoded.
+    pub error: String,
+}
+
+/// Per-connection decoding of both directions; see the module docs.
+pub trait Conversation: Send {
+    /// The protocol decoded.
+    fn protocol(&self) -> Protocol;
+
+    /// Feeds a chunk; appends what it completes to `out`, in stream order.
+    fn observe(&mut self, chunk: &Chunk, out: &mut Vec<Observed>);
+
+    /// The stream in `dir` ended; bytes still pending there become an
+    /// [`Undecodable`] (a frame cut short).
+    fn end(&mut self, dir: Direction, at: Instant, out: &mut Vec<Observed>);
+}
+
+/// A conversation decoding `protocol`.
+pub fn for_protocol(protocol: Protocol, limits: Limits) -> Box<dyn Conversation> {
+    match protocol {
+        Protocol::MsgPack1 => Box::new(MsgpackConversation::new(limits)),
+        Protocol::ProtoBuf1 => Box::new(ProtobufStream::new(limits)),
+    }
+}

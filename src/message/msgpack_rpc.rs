@@ -135,7 +135,38 @@ impl RpcMessage {
 }
 
 /// The view of any decoded msgpack value: a message, or a malformed one.
+///
+/// Equal to `RpcMessage::from_value(value)?.view()` for a message, but
+/// reads the value in place instead of copying it twice (the proxy builds
+/// one view per frame).
 pub fn view_of(value: &Value) -> MessageView {
+    let shape = match value {
+        Value::Array(items) => match (items.first().and_then(Value::as_u64), items.len()) {
+            (Some(0), 4) => msgid(&items[1])
+                .and_then(|id| Ok((Kind::Request, Some(id), Some(method(&items[2])?), None))),
+            (Some(1), 4) => {
+                msgid(&items[1]).map(|id| (Kind::Response, Some(id), None, error_text(&items[2])))
+            }
+            (Some(2), 3) => method(&items[1]).map(|m| (Kind::Notification, None, Some(m), None)),
+            _ => Err(Malformed {
+                reason: String::new(),
+            }),
+        },
+        _ => Err(Malformed {
+            reason: String::new(),
+        }),
+    };
+    if let Ok((kind, id, method, error)) = shape {
+        return MessageView {
+            kind,
+            id: id.map(u64::from),
+            method,
+            problem: None,
+            error,
+            value: value_json::to_json(value),
+        };
+    }
+    // The slow path words the problem.
     match RpcMessage::from_value(value) {
         Ok(msg) => msg.view(),
         Err(m) => MessageView {
@@ -227,6 +258,34 @@ mod tests {
             RpcMessage::from_value(&note).unwrap().kind(),
             Kind::Notification
         );
+    }
+
+    #[test]
+    fn view_of_equals_the_message_view() {
+        let msgs = [
+            arr(vec![
+                0.into(),
+                1.into(),
+                "plugin.Step".into(),
+                arr(vec![1.into()]),
+            ]),
+            arr(vec![
+                1.into(),
+                7.into(),
+                "no plugin instance #0".into(),
+                Value::Nil,
+            ]),
+            arr(vec![1.into(), 8.into(), Value::Nil, arr(vec![])]),
+            arr(vec![1.into(), 9.into(), 5.into(), Value::Nil]),
+            arr(vec![2.into(), "serverPid".into(), 42.into()]),
+        ];
+        for v in msgs {
+            assert_eq!(
+                view_of(&v),
+                RpcMessage::from_value(&v).unwrap().view(),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]

@@ -34,10 +34,10 @@ impl fmt::Display for ConnId {
 /// A stream with a codec on its read side.
 #[derive(Debug)]
 pub struct Connection<C> {
-    id: ConnId,
-    stream: UnixStream,
-    buf: BytesMut,
-    codec: C,
+    pub(super) id: ConnId,
+    pub(super) stream: UnixStream,
+    pub(super) buf: BytesMut,
+    pub(super) codec: C,
 }
 
 impl<C: Decoder> Connection<C>

@@ -4,9 +4,13 @@
 //! refusing to clobber a live listener or a regular file, removal on exit,
 //! waiting for a peer's socket to appear). [`connection`] is the one
 //! connection type the roles use: a stream plus a read buffer plus a codec.
+//! [`split`] splits one into halves that can be read and written from two
+//! tasks, as the proxy does; a connection without a codec reads raw chunks.
 
 pub mod connection;
 pub mod socket;
+pub mod split;
 
 pub use connection::{ConnId, Connection};
 pub use socket::{BoundSocket, SocketError, bind, connect_when_ready};
+pub use split::{ReadHalf, WriteHalf};

@@ -174,7 +174,10 @@ pub async fn connect_when_ready(path: &Path, wait: Duration) -> Result<UnixStrea
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                    // WouldBlock: the listener's backlog is full for now.
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::WouldBlock
                 ) =>
             {
                 if start.elapsed() >= wait {

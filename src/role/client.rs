@@ -78,7 +78,7 @@ pub async fn run(spec: &Spec, opts: ClientOptions, shutdown: CancellationToken) 
 
 /// Finds the socket (spec, or a go-plugin handshake from the child) and
 /// connects, failing early if the child exits first.
-async fn connect(opts: &ClientOptions, child: Option<&mut Child>) -> Result<UnixStream> {
+pub(crate) async fn connect(opts: &ClientOptions, child: Option<&mut Child>) -> Result<UnixStream> {
     let Some(child) = child else {
         let path = opts
             .socket
@@ -298,7 +298,13 @@ async fn call(
 }
 
 /// Records the reply, checks expectations and captures values.
-fn settle(step: &Step, report: &mut StepReport, error: &Mp, result: &Mp, vars: &mut Vars) {
+pub(crate) fn settle(
+    step: &Step,
+    report: &mut StepReport,
+    error: &Mp,
+    result: &Mp,
+    vars: &mut Vars,
+) {
     let result_json = value_json::to_json(result);
     let error_msg = error_text(error);
     if let Some(text) = &error_msg {

@@ -1,4 +1,5 @@
-//! The roles: mock server and Kong stand-in (client).
+//! The roles: mock server, Kong stand-in (client) and the proxy between
+//! Kong and a real server.
 //!
 //! Roles sit on top of the lower layers: they read and write through
 //! [`crate::net::Connection`], decode with [`crate::codec`], give frames
@@ -6,10 +7,13 @@
 //! [`crate::spec::Spec`]. They never parse bytes themselves.
 
 pub mod client;
+pub mod load;
 pub mod pb_client;
 mod pb_outcome;
 pub mod pb_server;
 mod pb_wire;
+pub mod proxy;
+mod proxy_conn;
 mod replies;
 pub mod report;
 pub mod server;

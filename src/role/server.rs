@@ -141,7 +141,9 @@ async fn converse(
         };
         let view = msgpack_rpc::view_of(&frame.value);
         log_message(conn.id(), Direction::ToServer, &view, opts.full_values);
-        log.push(entry(view.kind, &view.value, view.problem.as_deref()));
+        if opts.print_conversations {
+            log.push(entry(view.kind, &view.value, view.problem.as_deref()));
+        }
         match RpcMessage::from_value(&frame.value) {
             Ok(RpcMessage::Request {
                 msgid,
@@ -223,7 +225,10 @@ async fn send(
 ) -> Result<()> {
     let view = msg.view();
     log_message(conn.id(), Direction::ToClient, &view, opts.full_values);
-    log.push(entry(view.kind, &view.value, None));
+    // Kept only when printed, so a long-running mock does not grow.
+    if opts.print_conversations {
+        log.push(entry(view.kind, &view.value, None));
+    }
     conn.write_all(&msgpack::encode(&msg.to_value()))
         .await
         .map_err(|source| Error::Io {

@@ -18,8 +18,8 @@ use serde_json::Value as Json;
 
 use super::template;
 use super::{
-    ClientSpec, Cycle, Entry, Expect, ExpectError, Notification, PdkStep, Role, ServerSpec, Spec,
-    StartCmd, Step,
+    ClientSpec, Cycle, Entry, Expect, ExpectError, Notification, PdkStep, ProxySpec, Role,
+    ServerSpec, Spec, StartCmd, Step,
 };
 use crate::protocol::Protocol;
 use crate::value_json;
@@ -84,6 +84,13 @@ pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
             on_methods: raw.on_methods.unwrap_or_default(),
             on_connect: raw.on_connect.unwrap_or_default(),
             cycle: raw.cycle.unwrap_or_default(),
+        },
+        proxy: ProxySpec {
+            upstream: raw.upstream,
+            record: raw.record,
+            redact: raw.redact.unwrap_or_default(),
+            strict: raw.strict.unwrap_or_default(),
+            start_cmd: raw.start_cmd.clone(),
         },
         client: ClientSpec {
             try_methods: raw.try_methods.unwrap_or_default(),
@@ -181,6 +188,27 @@ fn check(spec: &mut Spec) -> Result<(), String> {
             Protocol::ProtoBuf1
         ));
     }
+    let proxy_keys = [
+        ("upstream", spec.proxy.upstream.is_some()),
+        ("record", spec.proxy.record.is_some()),
+        ("redact", !spec.proxy.redact.is_empty()),
+        ("strict", spec.proxy.strict),
+    ];
+    if matches!(role, Some(Role::Client | Role::Server)) {
+        for (key, present) in proxy_keys {
+            if present {
+                unused.push((key, Role::Proxy));
+            }
+        }
+    }
+    if role == Some(Role::Proxy) {
+        if !spec.server.on_methods.is_empty() {
+            unused.push(("on_methods", Role::Server));
+        }
+        if !spec.client.try_methods.is_empty() {
+            unused.push(("try_methods", Role::Client));
+        }
+    }
     for (key, used_by) in unused {
         spec.warnings.push(format!(
             "`{key}` is only used by the {} role and is ignored here",
@@ -234,6 +262,10 @@ struct RawSpec {
     try_methods: Option<Vec<Step>>,
     start_cmd: Option<StartCmd>,
     on_pdk: Option<IndexMap<String, Vec<Entry>>>,
+    upstream: Option<PathBuf>,
+    record: Option<PathBuf>,
+    redact: Option<Vec<String>>,
+    strict: Option<bool>,
 }
 
 /// `Some(value)` even for `null`, so "absent" and "null" differ.

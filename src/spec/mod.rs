@@ -35,6 +35,8 @@ pub enum Role {
     Server,
     /// A stand-in for Kong driving a real server.
     Client,
+    /// A man in the middle between Kong and a real server.
+    Proxy,
 }
 
 impl Role {
@@ -43,6 +45,7 @@ impl Role {
         match self {
             Role::Server => "server",
             Role::Client => "client",
+            Role::Proxy => "proxy",
         }
     }
 }
@@ -64,6 +67,8 @@ pub struct Spec {
     pub server: ServerSpec,
     /// Client-role settings.
     pub client: ClientSpec,
+    /// Proxy-role settings (`socket` is where the proxy listens).
+    pub proxy: ProxySpec,
     /// Things worth telling the user that are not errors (unknown keys).
     pub warnings: Vec<String>,
 }
@@ -131,6 +136,21 @@ pub struct ClientSpec {
     /// ProtoBuf:1: Kong's canned answers to PDK calls, per method name
     /// (`result` is the reply; `match` filters on the arguments).
     pub on_pdk: IndexMap<String, Vec<Entry>>,
+}
+
+/// Proxy-role part of a spec.
+#[derive(Debug, Clone, Default)]
+pub struct ProxySpec {
+    /// The real server's socket.
+    pub upstream: Option<PathBuf>,
+    /// Recording file.
+    pub record: Option<PathBuf>,
+    /// `--redact` rules.
+    pub redact: Vec<String>,
+    /// Close connections whose bytes cannot be decoded.
+    pub strict: bool,
+    /// The real server's command (wrapper mode); the spec's `start_cmd`.
+    pub start_cmd: Option<StartCmd>,
 }
 
 /// One call the client makes.

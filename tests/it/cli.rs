@@ -63,8 +63,9 @@ fn spec_errors_name_file_line_column() {
     let out = support::run(dir.path(), &["run", bad.to_str().unwrap()]);
     assert_eq!(out.code, 2);
     assert!(
-        out.stderr
-            .contains("bad.json:1:17: unknown variant `proxyy`, expected `server` or `client`"),
+        out.stderr.contains(
+            "bad.json:1:17: unknown variant `proxyy`, expected one of `server`, `client`, `proxy`"
+        ),
         "{}",
         out.stderr
     );

@@ -12,6 +12,8 @@ mod pb_roles;
 mod pb_vectors;
 mod peer;
 mod props;
+mod proxy;
+mod recordings;
 mod server;
 mod spec_load;
 mod specs;

@@ -1,5 +1,6 @@
 //! Every file in specs/ loads cleanly and is exercised by some test, so
-//! the examples cannot rot.
+//! the examples cannot rot. (recordings/ has the same kind of registry,
+//! `RECORDED` in tests/it/recordings.rs.)
 
 use crate::support;
 

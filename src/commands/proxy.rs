@@ -1,0 +1,168 @@
+//! `plugtap proxy`: the man in the middle, and its drop-in wrapper mode.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{CommonArgs, parse_protocol, parse_secs};
+use plugtap::codec::Limits;
+use plugtap::exit::Outcome;
+use plugtap::protocol::Protocol;
+use plugtap::role::proxy::{self, ProxyOptions};
+use plugtap::spec::{Spec, StartCmd};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  # Between Kong and a running server: Kong connects to front.sock.
+  plugtap proxy --listen /tmp/front.sock --upstream /tmp/back.sock --record calls.jsonl
+
+  # Drop-in wrapper: start the real server, proxy to it, record, hide secrets.
+  plugtap proxy --listen /usr/local/kong/py.sock --upstream /tmp/py-real.sock \\
+      --record /tmp/py.jsonl --redact authorization --redact '$[3][0].Config' -- \\
+      kong-python-pluginserver -d /plugins -p /tmp --socket-name py-real.sock
+
+  # Look at what was recorded:
+  plugtap show /tmp/py.jsonl
+
+Exit codes: 0 stopped by SIGINT/SIGTERM; 2 usage or runtime error. In wrapper
+mode plugtap exits when the server exits, with the server's exit code
+(128+N if signal N killed it; 0 if it ended because of the SIGINT/SIGTERM
+plugtap passed on).";
+
+/// Arguments of `proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Socket to listen on: the path Kong is configured with.
+    #[arg(long, value_name = "PATH")]
+    pub listen: Option<PathBuf>,
+
+    /// The real server's socket.
+    #[arg(long, value_name = "PATH")]
+    pub upstream: Option<PathBuf>,
+
+    /// Record every frame to this file (JSON Lines; see README).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
+    /// Close a connection as soon as its bytes cannot be decoded (by
+    /// default they are logged, recorded and forwarded as they are).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Hide values in logs and recordings: a key name (`authorization`,
+    /// any depth, case-insensitive; also inside JSON config strings) or a
+    /// path like `$[3][0].Config`. Repeatable.
+    #[arg(long, value_name = "RULE")]
+    pub redact: Vec<String>,
+
+    /// Spec with `"role": "proxy"` to take settings from (options override it).
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+
+    /// Protocol to decode.
+    #[arg(long, value_name = "NAME", value_parser = parse_protocol)]
+    pub protocol: Option<Protocol>,
+
+    /// Largest decoded message in bytes (bigger ones are forwarded and
+    /// recorded as undecodable).
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_MAX_MESSAGE)]
+    pub max_message: usize,
+
+    /// Deepest decoded nesting.
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_DEPTH)]
+    pub max_depth: usize,
+
+    /// Seconds to wait for the started server's socket.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub wait: Duration,
+
+    /// Seconds the started server gets to exit after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub grace: Duration,
+
+    /// The real server's command line (wrapper mode), after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+/// Runs `plugtap proxy`.
+pub async fn proxy(
+    args: ProxyArgs,
+    spec: Option<&Spec>,
+    full: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Outcome> {
+    let listen = args.listen.or_else(|| spec.and_then(|s| s.socket.clone()));
+    let upstream = args
+        .upstream
+        .or_else(|| spec.and_then(|s| s.proxy.upstream.clone()));
+    let (Some(listen), Some(upstream)) = (listen, upstream) else {
+        bail!("the proxy needs --listen and --upstream (or a spec's `socket` and `upstream`)");
+    };
+    if listen == upstream {
+        bail!(
+            "--listen and --upstream are the same path ({}); the real server must listen elsewhere",
+            listen.display()
+        );
+    }
+    let start_cmd = if args.cmd.is_empty() {
+        spec.and_then(|s| s.proxy.start_cmd.clone())
+    } else {
+        Some(StartCmd::Argv(args.cmd))
+    };
+    let mut redact = spec.map(|s| s.proxy.redact.clone()).unwrap_or_default();
+    redact.extend(args.redact);
+    let opts = ProxyOptions {
+        listen,
+        upstream,
+        record: args
+            .record
+            .or_else(|| spec.and_then(|s| s.proxy.record.clone())),
+        strict: args.strict || spec.is_some_and(|s| s.proxy.strict),
+        redact,
+        start_cmd,
+        protocol: args
+            .protocol
+            .or(spec.map(|s| s.protocol))
+            .unwrap_or_default(),
+        limits: Limits {
+            max_message: args.max_message,
+            max_depth: args.max_depth,
+        },
+        full_values: full,
+        wait: args.wait,
+        grace: args.grace,
+    };
+    let end = proxy::run(opts, shutdown).await?;
+    Ok(match end.exit_code() {
+        0 => Outcome::Passed,
+        code => Outcome::Code(code),
+    })
+}
+
+/// Runs a spec with `"role": "proxy"` (`plugtap run`, `-s`, stdin).
+pub async fn from_spec(
+    spec: &Spec,
+    common: &CommonArgs,
+    full: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Outcome> {
+    let args = ProxyArgs {
+        listen: common.socket.clone(),
+        upstream: None,
+        record: None,
+        strict: false,
+        redact: vec![],
+        spec: None,
+        protocol: common.protocol,
+        max_message: common.max_message,
+        max_depth: common.max_depth,
+        wait: Duration::from_secs(10),
+        grace: Duration::from_secs(5),
+        cmd: vec![],
+    };
+    proxy(args, Some(spec), full, shutdown).await
+}

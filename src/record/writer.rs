@@ -1,0 +1,398 @@
+//! The recording's one writer: a thread that owns the file, fed by a
+//! bounded channel.
+//!
+//! Senders wait only when the channel is full (so recording slows
+//! forwarding down only beyond a bounded buffer, and never drops an
+//! event). The thread gathers events for a couple of milliseconds, writes
+//! them through a buffer and flushes once the channel stays empty, so
+//! lines reach the file within milliseconds, in large writes under load. Every line is written whole before the
+//! next one starts; [`Recorder::finish`] drains what is queued, writes the
+//! `end` line and flushes, so a recording stopped by a signal still parses.
+
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::mpsc;
+
+use super::json_out;
+use super::{
+    ChildEvent, Close, End, Eof, ErrorEvent, FORMAT, FrameEvent, Header, Line, Open, ReplyInfo,
+    Stamp, UndecodableEvent, VERSION,
+};
+use crate::conversation::Observed;
+use crate::message::Direction;
+use crate::net::ConnId;
+use crate::protocol::Protocol;
+
+/// Events queued before senders wait.
+const CAPACITY: usize = 8192;
+
+/// How long the writer waits for more events before writing a batch.
+const BATCH: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Something to record, as the proxy sends it; the writer adds the
+/// sequence number and the times.
+// Nearly every entry is a frame, so boxing the big variant would only add
+// an allocation per frame.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Entry {
+    /// A connection opened.
+    Open { conn: ConnId, at: Instant },
+    /// A frame or undecodable bytes; `redacted` when rules changed it.
+    Observed {
+        conn: ConnId,
+        obs: Observed,
+        redacted: bool,
+    },
+    /// One direction ended after `offset` bytes.
+    Eof {
+        conn: ConnId,
+        dir: Direction,
+        offset: u64,
+        at: Instant,
+    },
+    /// A connection ended.
+    Close {
+        conn: ConnId,
+        to_server: u64,
+        to_client: u64,
+        at: Instant,
+    },
+    /// An error.
+    Error {
+        conn: Option<ConnId>,
+        dir: Option<Direction>,
+        error: String,
+        at: Instant,
+    },
+    /// The wrapped server started or exited.
+    Child {
+        event: &'static str,
+        pid: Option<u32>,
+        status: Option<String>,
+        at: Instant,
+    },
+    /// Stop: write the `end` line with this reason.
+    Finish { reason: String },
+}
+
+/// A cheap, cloneable handle that queues entries.
+#[derive(Debug, Clone)]
+pub struct RecordTx(mpsc::Sender<Entry>);
+
+impl RecordTx {
+    /// Queues an entry, waiting while the queue is full.
+    pub async fn send(&self, entry: Entry) {
+        // Fails only once the writer has stopped, at the very end.
+        let _ = self.0.send(entry).await;
+    }
+}
+
+/// What the header line says besides the fixed fields.
+#[derive(Debug, Clone)]
+pub struct HeaderInfo {
+    pub protocol: Protocol,
+    pub listen: PathBuf,
+    pub upstream: PathBuf,
+    pub redact: Vec<String>,
+    pub command: Option<String>,
+}
+
+/// What a finished recording holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Event lines written (header excluded, `end` included).
+    pub events: u64,
+    /// `frame` lines.
+    pub frames: u64,
+}
+
+/// The running writer.
+#[derive(Debug)]
+pub struct Recorder {
+    tx: RecordTx,
+    path: PathBuf,
+    thread: std::thread::JoinHandle<std::io::Result<Stats>>,
+}
+
+impl Recorder {
+    /// Creates (or truncates) `path`, writes the header and starts the
+    /// writer thread. `start` is time zero for `t_us`.
+    pub fn create(path: &Path, info: HeaderInfo, start: Instant) -> std::io::Result<Recorder> {
+        let file = File::create(path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create recording {}: {e}", path.display()),
+            )
+        })?;
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        let started = Utc::now();
+        let header = Line::Header(Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            plugtap: env!("CARGO_PKG_VERSION").into(),
+            protocol: info.protocol,
+            listen: info.listen,
+            upstream: info.upstream,
+            started_at: rfc3339(started),
+            redact: info.redact,
+            command: info.command,
+        });
+        serde_json::to_writer(&mut out, &header)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+        let (tx, rx) = mpsc::channel(CAPACITY);
+        let thread = std::thread::Builder::new()
+            .name("plugtap-recorder".into())
+            .spawn(move || {
+                Writer {
+                    out,
+                    start,
+                    started,
+                    stats: Stats::default(),
+                    error: None,
+                    scratch: Vec::new(),
+                }
+                .run(rx)
+            })?;
+        Ok(Recorder {
+            tx: RecordTx(tx),
+            path: path.to_owned(),
+            thread,
+        })
+    }
+
+    /// A handle for queuing entries.
+    pub fn tx(&self) -> RecordTx {
+        self.tx.clone()
+    }
+
+    /// The file written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes everything queued so far, then the `end` line, and closes
+    /// the file. Entries queued after this call are not written, so call it
+    /// once every connection is done.
+    pub async fn finish(self, reason: &str) -> std::io::Result<Stats> {
+        self.tx
+            .send(Entry::Finish {
+                reason: reason.to_owned(),
+            })
+            .await;
+        drop(self.tx);
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|_| std::io::Error::other("the recording thread panicked"))?
+    }
+}
+
+struct Writer {
+    out: BufWriter<File>,
+    start: Instant,
+    started: DateTime<Utc>,
+    stats: Stats,
+    error: Option<std::io::Error>,
+    /// Reused buffer for frame lines.
+    scratch: Vec<u8>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Entry>) -> std::io::Result<Stats> {
+        let mut reason = None;
+        'outer: while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            loop {
+                while let Some(entry) = next.take() {
+                    if let Entry::Finish { reason: r } = entry {
+                        reason = Some(r);
+                        // Whatever was queued before the finish still goes in.
+                        while let Ok(entry) = rx.try_recv() {
+                            if !matches!(entry, Entry::Finish { .. }) {
+                                self.write(entry);
+                            }
+                        }
+                        break 'outer;
+                    }
+                    self.write(entry);
+                    next = rx.try_recv().ok();
+                }
+                // Let a batch gather instead of waking up for every event:
+                // fewer wake-ups and write calls under load, at most a
+                // couple of milliseconds of delay when idle.
+                std::thread::sleep(BATCH);
+                next = rx.try_recv().ok();
+                if next.is_none() {
+                    break;
+                }
+            }
+            self.flush();
+        }
+        let end = Line::End(End {
+            stamp: self.stamp(Instant::now()),
+            events: self.stats.events,
+            frames: self.stats.frames,
+            reason: reason.unwrap_or_else(|| "stopped".into()),
+        });
+        self.line(&end);
+        self.flush();
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.stats),
+        }
+    }
+
+    fn stamp(&mut self, at: Instant) -> Stamp {
+        self.stats.events += 1;
+        let since = at.saturating_duration_since(self.start);
+        let wall = self.started + chrono::TimeDelta::from_std(since).unwrap_or_default();
+        Stamp {
+            seq: self.stats.events,
+            t_us: since.as_micros() as u64,
+            at: rfc3339(wall),
+        }
+    }
+
+    fn write(&mut self, entry: Entry) {
+        let line = match entry {
+            Entry::Open { conn, at } => Line::Open(Open {
+                stamp: self.stamp(at),
+                conn: conn.0,
+            }),
+            Entry::Observed {
+                conn,
+                obs: Observed::Frame(f),
+                redacted,
+            } => {
+                self.stats.frames += 1;
+                let event = FrameEvent {
+                    stamp: self.stamp(f.at),
+                    conn: conn.0,
+                    dir: f.dir,
+                    offset: f.offset,
+                    len: f.raw.len() as u64,
+                    raw: None,
+                    redacted,
+                    msg: f.view,
+                    reply: f.reply.map(|r| ReplyInfo {
+                        method: r.method,
+                        request_offset: r.request_offset,
+                        latency_us: r.latency.as_micros() as u64,
+                    }),
+                };
+                // The hot path: written by hand, base64 straight into the line.
+                let mut text = std::mem::take(&mut self.scratch);
+                text.clear();
+                json_out::write_frame(&mut text, &event, (!redacted).then_some(&f.raw[..]));
+                text.push(b'\n');
+                if let Err(e) = self.out.write_all(&text) {
+                    self.fail(e);
+                }
+                self.scratch = text;
+                return;
+            }
+            Entry::Observed {
+                conn,
+                obs: Observed::Undecodable(u),
+                ..
+            } => Line::Undecodable(UndecodableEvent {
+                stamp: self.stamp(u.at),
+                conn: conn.0,
+                dir: u.dir,
+                offset: u.offset,
+                len: u.raw.len() as u64,
+                raw: B64.encode(&u.raw),
+                error: u.error,
+            }),
+            Entry::Eof {
+                conn,
+                dir,
+                offset,
+                at,
+            } => Line::Eof(Eof {
+                stamp: self.stamp(at),
+                conn: conn.0,
+                dir,
+                offset,
+            }),
+            Entry::Close {
+                conn,
+                to_server,
+                to_client,
+                at,
+            } => Line::Close(Close {
+                stamp: self.stamp(at),
+                conn: conn.0,
+                to_server,
+                to_client,
+            }),
+            Entry::Error {
+                conn,
+                dir,
+                error,
+                at,
+            } => Line::Error(ErrorEvent {
+                stamp: self.stamp(at),
+                conn: conn.map(|c| c.0),
+                dir,
+                error,
+            }),
+            Entry::Child {
+                event,
+                pid,
+                status,
+                at,
+            } => Line::Child(ChildEvent {
+                stamp: self.stamp(at),
+                event: event.into(),
+                pid,
+                status,
+            }),
+            Entry::Finish { .. } => return,
+        };
+        self.line(&line);
+    }
+
+    /// Serialises into memory first, so a failed serialisation never
+    /// leaves half a line in the file.
+    fn line(&mut self, line: &Line) {
+        let mut text = match serde_json::to_vec(line) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("cannot serialise a recording line: {e}");
+                return;
+            }
+        };
+        text.push(b'\n');
+        if let Err(e) = self.out.write_all(&text) {
+            self.fail(e);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.out.flush() {
+            self.fail(e);
+        }
+    }
+
+    fn fail(&mut self, e: std::io::Error) {
+        if self.error.is_none() {
+            tracing::error!("writing the recording failed: {e}");
+            self.error = Some(e);
+        }
+    }
+}
+
+/// RFC 3339 with microseconds, UTC.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}

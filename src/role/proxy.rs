@@ -1,0 +1,327 @@
+//! The proxy role: a byte-exact man in the middle between Kong and a real
+//! pluginserver, logging and recording every frame.
+//!
+//! It listens on the socket Kong is configured with and, for each accepted
+//! connection, opens one to the real server (1:1, so notifications sent
+//! on accept and ProtoBuf's per-connection events keep their connection);
+//! `proxy_conn.rs` does the forwarding and decoding.
+//!
+//! **Wrapper mode.** With a start command the proxy starts the real server
+//! as its child (its own process group), waits until the upstream socket
+//! accepts connections, and only then listens, so Kong sees the same
+//! "socket not there yet" it would see without plugtap. SIGTERM and SIGINT
+//! are forwarded to the child (SIGKILL after the grace period); when the
+//! child exits, by itself or after a forwarded signal, the proxy closes
+//! every connection, flushes the recording, removes its socket and exits
+//! with the child's status (see [`ProxyEnd::exit_code`]). The child is
+//! killed if plugtap fails, so it is never left behind.
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::proxy_conn::{self, Shared};
+use crate::codec::Limits;
+use crate::error::{Error, Result};
+use crate::net;
+use crate::process::{self, Child};
+use crate::protocol::Protocol;
+use crate::record::redact::{Redactor, Rule};
+use crate::record::{Entry, HeaderInfo, Recorder};
+use crate::spec::StartCmd;
+
+/// How long connections get to finish their queued decoding at shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Settings of a proxy run.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Where Kong connects.
+    pub listen: PathBuf,
+    /// The real server's socket.
+    pub upstream: PathBuf,
+    /// Recording file, if any.
+    pub record: Option<PathBuf>,
+    /// Close a connection when its bytes cannot be decoded.
+    pub strict: bool,
+    /// `--redact` rules, as written.
+    pub redact: Vec<String>,
+    /// The real server's command (wrapper mode).
+    pub start_cmd: Option<StartCmd>,
+    /// The protocol to decode.
+    pub protocol: Protocol,
+    /// Decoding limits.
+    pub limits: Limits,
+    /// Log values in full.
+    pub full_values: bool,
+    /// How long to wait for the child's socket.
+    pub wait: Duration,
+    /// How long the child gets to exit after SIGTERM before SIGKILL.
+    pub grace: Duration,
+}
+
+/// Why a proxy run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyEnd {
+    /// SIGINT or SIGTERM (no child, or the child then exited because of it).
+    Signal(&'static str),
+    /// The wrapped server exited; `forwarded` is the signal plugtap had
+    /// passed on to it, if any.
+    ChildExited {
+        status: ExitStatus,
+        forwarded: Option<&'static str>,
+    },
+}
+
+impl ProxyEnd {
+    /// The exit code: 0 after a signal; in wrapper mode the child's exit
+    /// code (128 + N if signal N killed it), except that a child ending
+    /// cleanly or by the signal plugtap forwarded gives 0.
+    pub fn exit_code(&self) -> u8 {
+        use std::os::unix::process::ExitStatusExt as _;
+        match self {
+            ProxyEnd::Signal(_) => 0,
+            ProxyEnd::ChildExited { status, forwarded } => {
+                let by_forwarded = forwarded.is_some()
+                    && matches!(
+                        status.signal().and_then(|s| Signal::try_from(s).ok()),
+                        Some(Signal::SIGTERM | Signal::SIGINT)
+                    );
+                if by_forwarded {
+                    return 0;
+                }
+                match (status.code(), status.signal()) {
+                    (Some(code), _) => u8::try_from(code).unwrap_or(1),
+                    (None, Some(sig)) => u8::try_from(128 + sig).unwrap_or(255),
+                    _ => 1,
+                }
+            }
+        }
+    }
+}
+
+/// Runs the proxy until a signal (or, in wrapper mode, the child's exit).
+pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<ProxyEnd> {
+    let rules = opts
+        .redact
+        .iter()
+        .map(|r| r.parse::<Rule>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Other(format!("--redact: {e}")))?;
+    net::socket::check_path(&opts.listen)?;
+    net::socket::check_path(&opts.upstream)?;
+    let mut term = signal(SignalKind::terminate()).map_err(io("cannot watch SIGTERM"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io("cannot watch SIGINT"))?;
+    let start = Instant::now();
+
+    let mut child = match &opts.start_cmd {
+        Some(cmd) => Some(Child::spawn(cmd)?),
+        None => None,
+    };
+    if let Some(c) = child.as_mut() {
+        tracing::info!(
+            "waiting up to {:?} for {} to accept connections",
+            opts.wait,
+            opts.upstream.display()
+        );
+        let ready = tokio::select! {
+            ready = net::connect_when_ready(&opts.upstream, opts.wait) => ready,
+            _ = term.recv() => return stop_early(c, "SIGTERM", opts.grace).await,
+            _ = int.recv() => return stop_early(c, "SIGINT", opts.grace).await,
+            status = c.wait() => {
+                let status = status.map_err(io("waiting for the server"))?;
+                tracing::error!(
+                    "`{}` exited ({}) before {} accepted connections",
+                    c.display(), process::describe(status), opts.upstream.display()
+                );
+                return Ok(ProxyEnd::ChildExited { status, forwarded: None });
+            }
+        };
+        if let Err(e) = ready {
+            let _ = c.terminate(opts.grace).await;
+            return Err(e.into());
+        }
+    }
+
+    let bound = net::bind(&opts.listen)?;
+    let recorder = match &opts.record {
+        Some(path) => Some(
+            Recorder::create(
+                path,
+                HeaderInfo {
+                    protocol: opts.protocol,
+                    listen: opts.listen.clone(),
+                    upstream: opts.upstream.clone(),
+                    redact: opts.redact.clone(),
+                    command: opts.start_cmd.as_ref().map(StartCmd::display),
+                },
+                start,
+            )
+            .map_err(io("recording"))?,
+        ),
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        upstream: opts.upstream.clone(),
+        protocol: opts.protocol,
+        limits: opts.limits,
+        redactor: Redactor::new(rules),
+        record: recorder.as_ref().map(Recorder::tx),
+        strict: opts.strict,
+        full_values: opts.full_values,
+        colour: Shared::colour_default(),
+    });
+    if let Some(c) = &child {
+        shared
+            .record(Entry::Child {
+                event: "started",
+                pid: c.pid(),
+                status: None,
+                at: start,
+            })
+            .await;
+    }
+    tracing::info!(
+        "proxy {} listening on {} → {}{}",
+        opts.protocol,
+        bound.path().display(),
+        opts.upstream.display(),
+        opts.record
+            .as_ref()
+            .map(|r| format!(", recording to {}", r.display()))
+            .unwrap_or_default()
+    );
+
+    let connections = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut forwarded: Option<&'static str> = None;
+    let end = loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = term.recv() => match on_signal(&mut child, Signal::SIGTERM, &mut forwarded) {
+                Some(end) => break end,
+                None => continue,
+            },
+            _ = int.recv() => match on_signal(&mut child, Signal::SIGINT, &mut forwarded) {
+                Some(end) => break end,
+                None => continue,
+            },
+            _ = shutdown.cancelled(), if child.is_none() => break ProxyEnd::Signal("SIGINT/SIGTERM"),
+            status = wait_child(&mut child) => {
+                let status = status.map_err(io("waiting for the server"))?;
+                break ProxyEnd::ChildExited { status, forwarded };
+            }
+            accepted = bound.listener().accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                tracker.spawn(proxy_conn::serve(
+                    stream,
+                    shared.clone(),
+                    connections.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // Stop listening first: the socket file goes away at once.
+    drop(bound);
+    if let (Some(c), ProxyEnd::ChildExited { status, .. }) = (&child, &end) {
+        tracing::info!("`{}` exited ({})", c.display(), process::describe(*status));
+        shared
+            .record(Entry::Child {
+                event: "exited",
+                pid: c.pid(),
+                status: Some(process::describe(*status)),
+                at: Instant::now(),
+            })
+            .await;
+    }
+    connections.cancel();
+    tracker.close();
+    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
+        tracing::warn!("connections still busy after {DRAIN:?}; stopping anyway");
+    }
+    drop(shared);
+    if let Some(rec) = recorder {
+        let path = rec.path().to_owned();
+        let reason = match &end {
+            ProxyEnd::Signal(s) => format!("{s} received"),
+            ProxyEnd::ChildExited { status, .. } => {
+                format!("the server exited ({})", process::describe(*status))
+            }
+        };
+        let stats = rec.finish(&reason).await.map_err(io("recording"))?;
+        tracing::info!(
+            "recorded {} frames ({} events) in {}",
+            stats.frames,
+            stats.events,
+            path.display()
+        );
+    }
+    Ok(end)
+}
+
+/// Handles SIGTERM/SIGINT: without a child, stop; with one, pass the
+/// signal on (a second one escalates to SIGKILL) and keep going until it
+/// exits.
+fn on_signal(
+    child: &mut Option<Child>,
+    sig: Signal,
+    forwarded: &mut Option<&'static str>,
+) -> Option<ProxyEnd> {
+    let name = if sig == Signal::SIGTERM {
+        "SIGTERM"
+    } else {
+        "SIGINT"
+    };
+    let Some(c) = child.as_ref() else {
+        // crate::shutdown logs the signal.
+        return Some(ProxyEnd::Signal(name));
+    };
+    if forwarded.is_some() {
+        tracing::warn!("{name} received again; killing `{}`", c.display());
+        c.signal(Signal::SIGKILL);
+    } else {
+        tracing::info!("{name} received; passing it on to `{}`", c.display());
+        c.signal(sig);
+        *forwarded = Some(name);
+    }
+    None
+}
+
+/// A signal arrived before the server was ready: stop it and report.
+async fn stop_early(c: &mut Child, name: &'static str, grace: Duration) -> Result<ProxyEnd> {
+    tracing::info!("{name} received; stopping `{}`", c.display());
+    let status = c
+        .terminate(grace)
+        .await
+        .map_err(io("stopping the server"))?;
+    Ok(ProxyEnd::ChildExited {
+        status,
+        forwarded: Some(name),
+    })
+}
+
+async fn wait_child(child: &mut Option<Child>) -> std::io::Result<ExitStatus> {
+    match child {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn io(context: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |source| Error::Io {
+        context: context.into(),
+        source,
+    }
+}

@@ -1,0 +1,126 @@
+//! A recording as a Mermaid sequence diagram: Kong, plugtap and the
+//! server as participants, one arrow per frame (drawn from Kong to the
+//! server through plugtap's lifeline), notes for connection events and
+//! undecodable bytes.
+//!
+//! Mermaid treats `;` and `#` specially and ends a message at a line
+//! break, so labels are escaped with its `#code;` entities.
+
+use std::io::Write;
+
+use crate::message::{Direction, Kind, shorten};
+use crate::record::Line;
+
+/// Longest payload shown on an arrow.
+const LABEL: usize = 48;
+
+/// The diagram's opening lines.
+pub fn begin(out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "sequenceDiagram")?;
+    writeln!(out, "    participant K as Kong")?;
+    writeln!(out, "    participant P as plugtap")?;
+    writeln!(out, "    participant S as server")
+}
+
+/// Escapes text for a Mermaid message or note.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '#' => out.push_str("#35;"),
+            ';' => out.push_str("#59;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One event of the diagram.
+pub fn event(line: &Line, out: &mut impl Write) -> std::io::Result<()> {
+    match line {
+        Line::Header(_) => Ok(()),
+        Line::Open(o) => writeln!(out, "    Note over K,S: c{} open", o.conn),
+        Line::Frame(f) => {
+            let v = &f.msg;
+            let id = v.id.map(|i| format!(" #{i}")).unwrap_or_default();
+            let label = match v.kind {
+                Kind::Request | Kind::Notification => format!(
+                    "{}{id} {} {}",
+                    v.kind.label(),
+                    v.method.as_deref().unwrap_or(""),
+                    shorten(&v.payload().to_string(), LABEL)
+                ),
+                Kind::Response => {
+                    let method = f
+                        .reply
+                        .as_ref()
+                        .and_then(|r| r.method.as_deref())
+                        .unwrap_or("");
+                    match &v.error {
+                        Some(e) => format!("error{id} {method} {}", shorten(e, LABEL)),
+                        None => format!(
+                            "ok{id} {method} {}",
+                            shorten(&v.payload().to_string(), LABEL)
+                        ),
+                    }
+                }
+                _ => format!(
+                    "{} {}",
+                    v.kind.label(),
+                    shorten(&v.value.to_string(), LABEL)
+                ),
+            };
+            let arrow = match (f.dir, v.kind) {
+                (Direction::ToServer, _) => "K->>S",
+                (Direction::ToClient, Kind::Notification) => "S-)K",
+                (Direction::ToClient, _) => "S-->>K",
+            };
+            writeln!(out, "    {arrow}: c{} {}", f.conn, escape(&label))
+        }
+        Line::Undecodable(u) => {
+            let side = match u.dir {
+                Direction::ToServer => "from Kong",
+                Direction::ToClient => "from the server",
+            };
+            writeln!(
+                out,
+                "    Note over P: c{} {} undecodable bytes {side}: {}",
+                u.conn,
+                u.len,
+                escape(&shorten(&u.error, LABEL))
+            )
+        }
+        Line::Eof(e) => {
+            let (from, to) = match e.dir {
+                Direction::ToServer => ("K", "S"),
+                Direction::ToClient => ("S", "K"),
+            };
+            writeln!(out, "    {from}--x{to}: c{} end of stream", e.conn)
+        }
+        Line::Close(c) => writeln!(out, "    Note over K,S: c{} closed", c.conn),
+        Line::Error(e) => writeln!(
+            out,
+            "    Note over P: {}error: {}",
+            e.conn.map(|c| format!("c{c} ")).unwrap_or_default(),
+            escape(&shorten(&e.error, 2 * LABEL))
+        ),
+        Line::Child(c) => writeln!(
+            out,
+            "    Note over S: server {}{}",
+            c.event,
+            escape(
+                &c.status
+                    .as_ref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default()
+            )
+        ),
+        Line::End(e) => writeln!(
+            out,
+            "    Note over K,S: end: {} frames ({})",
+            e.frames,
+            escape(&e.reason)
+        ),
+    }
+}

@@ -1,0 +1,206 @@
+//! `plugtap show`: a recording for people to read or look at.
+//!
+//! The recording streams through [`crate::record::Reader`] one line at a
+//! time, so files of any size show in constant memory. A [`Filter`]
+//! selects connections, methods and a time window; the output is one line
+//! per event ([`text_line`]), the matching JSON lines unchanged, or a
+//! Mermaid sequence diagram ([`mermaid`]).
+
+pub mod mermaid;
+
+use std::io::Write;
+
+use crate::codec::hex;
+use crate::message::shorten;
+use crate::record::{Line, ReadError, Reader};
+
+/// Which events to show.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only these connections (all when empty).
+    pub conns: Vec<u64>,
+    /// Only frames whose method (or, for a reply, the request's method)
+    /// contains this text. Other events are left out when set.
+    pub method: Option<String>,
+    /// Only events at or after this many seconds from the start.
+    pub since: Option<f64>,
+    /// Only events at or before this many seconds from the start.
+    pub until: Option<f64>,
+}
+
+impl Filter {
+    /// True when `line` passes. The header always passes.
+    pub fn accepts(&self, line: &Line) -> bool {
+        let Some(stamp) = line.stamp() else {
+            return true;
+        };
+        let t = stamp.t_us as f64 / 1e6;
+        if self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t > u) {
+            return false;
+        }
+        if !self.conns.is_empty() && !line.conn().is_some_and(|c| self.conns.contains(&c)) {
+            return false;
+        }
+        match &self.method {
+            None => true,
+            Some(m) => match line {
+                Line::Frame(f) => f
+                    .msg
+                    .method
+                    .as_deref()
+                    .or(f.reply.as_ref().and_then(|r| r.method.as_deref()))
+                    .is_some_and(|name| name.contains(m.as_str())),
+                _ => false,
+            },
+        }
+    }
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One line per event.
+    Text,
+    /// The recording's own lines.
+    Json,
+    /// A Mermaid sequence diagram.
+    Mermaid,
+}
+
+/// Shows a recording; returns how many events passed the filter.
+pub fn show<R: std::io::BufRead>(
+    mut reader: Reader<R>,
+    filter: &Filter,
+    format: Format,
+    full: bool,
+    colour: bool,
+    out: &mut impl Write,
+) -> Result<u64, ShowError> {
+    let mut shown = 0;
+    match format {
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&Line::Header(reader.header().clone()))?
+        )?,
+        Format::Text => {
+            let h = reader.header();
+            writeln!(
+                out,
+                "# {} recording of {} → {}, started {}",
+                h.protocol,
+                h.listen.display(),
+                h.upstream.display(),
+                h.started_at
+            )?;
+        }
+        Format::Mermaid => mermaid::begin(out)?,
+    }
+    while let Some(line) = reader.next() {
+        let line = line?;
+        if !filter.accepts(&line) {
+            continue;
+        }
+        shown += 1;
+        match format {
+            Format::Json => writeln!(out, "{}", reader.text())?,
+            Format::Text => writeln!(out, "{}", text_line(&line, full, colour))?,
+            Format::Mermaid => mermaid::event(&line, out)?,
+        }
+    }
+    Ok(shown)
+}
+
+/// Why showing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShowError {
+    /// The recording is unreadable.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+    /// Serialising failed.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
+fn paint(text: &str, code: &str, on: bool) -> String {
+    if on {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// One event as one line of text.
+pub fn text_line(line: &Line, full: bool, colour: bool) -> String {
+    let when = line
+        .stamp()
+        .map(|s| format!("+{:.6}", s.t_us as f64 / 1e6))
+        .unwrap_or_default();
+    let conn = line.conn().map(|c| format!("c{c} ")).unwrap_or_default();
+    let max = if full { usize::MAX } else { 160 };
+    let what = match line {
+        Line::Header(h) => format!("header {} {}", h.format, h.version),
+        Line::Open(_) => "open".into(),
+        Line::Frame(f) => {
+            let (arrow, code) = match f.dir {
+                crate::message::Direction::ToServer => ("K→S", "36"),
+                crate::message::Direction::ToClient => ("S→K", "35"),
+            };
+            let mut view = f.msg.clone();
+            if let Some(r) = &f.reply {
+                view.method = Some(format!(
+                    "{} {:.2}ms",
+                    r.method.as_deref().unwrap_or("?"),
+                    r.latency_us as f64 / 1000.0
+                ));
+            }
+            let redacted = if f.redacted { " [redacted]" } else { "" };
+            format!(
+                "{} {}{redacted}",
+                paint(arrow, code, colour),
+                view.summary(full)
+            )
+        }
+        Line::Undecodable(u) => {
+            let raw = base64_decode(&u.raw);
+            format!(
+                "{} {} undecodable bytes at offset {}: {} — {}",
+                u.dir.arrow(),
+                paint(&u.len.to_string(), "31", colour),
+                u.offset,
+                u.error,
+                shorten(&hex(&raw), max)
+            )
+        }
+        Line::Eof(e) => format!("{} end of stream after {} bytes", e.dir.arrow(), e.offset),
+        Line::Close(c) => format!(
+            "close ({} bytes K→S, {} bytes S→K)",
+            c.to_server, c.to_client
+        ),
+        Line::Error(e) => paint(&format!("error: {}", e.error), "31", colour),
+        Line::Child(c) => format!(
+            "server {}{}{}",
+            c.event,
+            c.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            c.status
+                .as_ref()
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default()
+        ),
+        Line::End(e) => format!(
+            "end of recording: {} frames, {} events ({})",
+            e.frames, e.events, e.reason
+        ),
+    };
+    format!("{when:>12}  {conn}{what}")
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap_or_default()
+}
