@@ -84,10 +84,12 @@ pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
             on_methods: raw.on_methods.unwrap_or_default(),
             on_connect: raw.on_connect.unwrap_or_default(),
             cycle: raw.cycle.unwrap_or_default(),
+            seed: raw.seed.unwrap_or(0),
         },
         client: ClientSpec {
             try_methods: raw.try_methods.unwrap_or_default(),
             start_cmd: raw.start_cmd,
+            kong: raw.kong,
         },
         warnings: unknown
             .into_iter()
@@ -147,6 +149,13 @@ fn check(spec: &mut Spec) -> Result<(), String> {
         value_json::from_json(value).map_err(|e| format!("{at}: {}", e.reason_at()))?;
     }
 
+    if let Some(k) = &client.kong {
+        super::kong::validate(k)?;
+        if !client.try_methods.is_empty() {
+            return Err("a client spec has `try_methods` or `kong`, not both".into());
+        }
+    }
+
     let role = spec.role;
     let mut unused = Vec::new();
     if role == Some(Role::Client) {
@@ -163,6 +172,9 @@ fn check(spec: &mut Spec) -> Result<(), String> {
         }
         if spec.client.start_cmd.is_some() {
             unused.push(("start_cmd", Role::Client));
+        }
+        if spec.client.kong.is_some() {
+            unused.push(("kong", Role::Client));
         }
     }
     for (key, used_by) in unused {
@@ -215,8 +227,10 @@ struct RawSpec {
     on_methods: Option<IndexMap<String, Vec<Entry>>>,
     on_connect: Option<Vec<Notification>>,
     cycle: Option<Cycle>,
+    seed: Option<u64>,
     try_methods: Option<Vec<Step>>,
     start_cmd: Option<StartCmd>,
+    kong: Option<super::kong::KongSpec>,
 }
 
 /// `Some(value)` even for `null`, so "absent" and "null" differ.
@@ -238,6 +252,17 @@ struct RawEntry {
     notify: Vec<Notification>,
     #[serde(default)]
     delay_ms: u64,
+    #[serde(default)]
+    close: bool,
+    garbage: Option<super::faults::Garbage>,
+    truncate: Option<super::faults::Truncate>,
+    wrong_msgid: Option<super::faults::WrongMsgid>,
+    #[serde(default)]
+    no_reply: bool,
+    #[serde(default)]
+    crash: bool,
+    calls: Option<Vec<u64>>,
+    probability: Option<f64>,
 }
 
 impl<'de> Deserialize<'de> for Entry {
@@ -253,12 +278,25 @@ impl<'de> Deserialize<'de> for Entry {
             (None, None, None) => (Json::from("not implemented"), Json::Null),
             (None, error, result) => (error.unwrap_or(Json::Null), result.unwrap_or(Json::Null)),
         };
+        let (faults, when) = super::faults::RawFaults {
+            close: raw.close,
+            garbage: raw.garbage,
+            truncate: raw.truncate,
+            wrong_msgid: raw.wrong_msgid,
+            no_reply: raw.no_reply,
+            crash: raw.crash,
+            calls: raw.calls,
+            probability: raw.probability,
+        }
+        .build()?;
         Ok(Entry {
             matcher: raw.matcher,
             error,
             result,
             notify: raw.notify,
             delay_ms: raw.delay_ms,
+            faults,
+            when,
         })
     }
 }

@@ -11,6 +11,8 @@
 //! roles: [`load_file`] and [`load_str`] turn text into a [`Spec`] or an error naming
 //! `file:line:column`, and collects warnings for keys it does not know.
 
+pub mod faults;
+pub mod kong;
 mod load;
 pub mod matcher;
 pub mod template;
@@ -89,6 +91,8 @@ pub struct ServerSpec {
     pub on_connect: Vec<Notification>,
     /// How replies cycle.
     pub cycle: Cycle,
+    /// Seed for entries with a `probability` (reproducible chaos).
+    pub seed: u64,
 }
 
 /// One scripted reply of the server role.
@@ -105,6 +109,10 @@ pub struct Entry {
     pub notify: Vec<Notification>,
     /// Pause before replying.
     pub delay_ms: u64,
+    /// What goes wrong instead of (or besides) a normal reply.
+    pub faults: faults::Faults,
+    /// When the entry applies (call numbers, probability).
+    pub when: faults::When,
 }
 
 /// A notification `[2, method, params]` the server sends.
@@ -123,6 +131,8 @@ pub struct ClientSpec {
     pub try_methods: Vec<Step>,
     /// Command that starts the server under test.
     pub start_cmd: Option<StartCmd>,
+    /// Kong emulation: run requests through a plugin as Kong would.
+    pub kong: Option<kong::KongSpec>,
 }
 
 /// One call the client makes.
