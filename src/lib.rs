@@ -7,6 +7,7 @@
 //! * [`value_json`]: the lossless msgpack ⇄ JSON mapping.
 //! * [`net`]: socket paths and the one [`net::Connection`] type.
 //! * [`spec`]: spec files (loading, matching, templating).
+//! * [`kong`]: Kong's side of the protocols (PDK, instances, query output).
 //! * [`role`]: the server and client roles.
 //! * [`process`], [`shutdown`]: child processes and signals.
 //!
@@ -18,6 +19,7 @@
 pub mod codec;
 pub mod error;
 pub mod exit;
+pub mod kong;
 pub mod message;
 pub mod net;
 pub mod process;
