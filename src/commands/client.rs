@@ -91,6 +91,14 @@ pub async fn drive(
         limits: common.limits(),
         full_values: full,
     };
+    if spec.client.kong.is_some() {
+        let report = plugtap::role::kong_client::run(spec, opts, shutdown).await?;
+        eprint!("{}", report.render(full));
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        return Ok(report.outcome());
+    }
     let report = client::run(spec, opts, shutdown).await?;
     eprint!("{}", report.render());
     if args.json {

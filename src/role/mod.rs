@@ -6,6 +6,11 @@
 //! [`crate::spec::Spec`]. They never parse bytes themselves.
 
 pub mod client;
+pub mod kong_client;
+pub mod kong_report;
+pub mod kong_rpc;
+pub mod kong_wire;
+pub mod launch;
 mod replies;
 pub mod report;
 pub mod server;
