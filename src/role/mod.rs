@@ -6,6 +6,7 @@
 //! [`crate::spec::Spec`]. They never parse bytes themselves.
 
 pub mod client;
+mod faults;
 pub mod kong_client;
 pub mod kong_report;
 pub mod kong_rpc;
