@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::log_message;
 pub use super::report::{Failure, Report, StepReport, StepStatus};
+use super::unsolicited;
 use crate::codec::{Limits, MsgpackCodec, hex, msgpack};
 use crate::error::{Error, Result};
 use crate::message::msgpack_rpc::{self, RpcMessage, error_text};
@@ -207,8 +208,10 @@ async fn call(
             return true;
         }
     };
-    if let Some(unsolicited) = unsolicited_bytes(conn, report, opts.full_values).await {
-        report.failures.push(Failure::new(unsolicited));
+    let mut stray = unsolicited::stray_bytes(conn, Duration::ZERO, opts.full_values).await;
+    report.notifications.append(&mut stray.notifications);
+    if let Some(complaint) = stray.complaint() {
+        report.failures.push(Failure::new(complaint));
         return false;
     }
     let request = RpcMessage::Request {
@@ -365,42 +368,4 @@ fn settle(step: &Step, report: &mut StepReport, error: &Mp, result: &Mp, vars: &
             ))),
         }
     }
-}
-
-/// Bytes the server sent since its last reply, unasked. Notifications are
-/// fine (Kong handles them whenever it reads); anything else is reported:
-/// Kong reads each reply with a fresh decoder, so stray bytes are dropped
-/// or, later, taken for the reply to the next call on that connection.
-async fn unsolicited_bytes(
-    conn: &mut Connection<MsgpackCodec>,
-    report: &mut StepReport,
-    full: bool,
-) -> Option<String> {
-    let mut stray = Vec::new();
-    loop {
-        // One poll: whatever the socket already holds is read, nothing waits.
-        match tokio::time::timeout(Duration::ZERO, conn.read_frame()).await {
-            Ok(Ok(Some(frame))) => {
-                let view = msgpack_rpc::view_of(&frame.value);
-                log_message(conn.id(), Direction::ToClient, &view, full);
-                if view.kind == Kind::Notification {
-                    report.notifications.push(view.value);
-                } else {
-                    stray.extend_from_slice(&frame.raw);
-                }
-            }
-            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => break,
-        }
-    }
-    stray.extend_from_slice(conn.pending());
-    if stray.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "the server sent {} bytes nobody asked for after its last reply: {} \
-         (Kong drops them, or reads them as the reply to its next call on this connection \
-         and fails with \"unexpected RPC response ID from Go plugin server\")",
-        stray.len(),
-        hex(&stray[..stray.len().min(256)])
-    ))
 }

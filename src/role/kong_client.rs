@@ -20,17 +20,16 @@ use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
 use super::client::ClientOptions;
-use super::kong_report::{
-    KongReport, LifecycleEntry, PdkCall, PhaseReport, PhaseStatus, RequestReport,
-};
+use super::kong_event::{self, Event, EventEnd, Failure, phase_report};
+use super::kong_report::{KongReport, LifecycleEntry, PhaseReport, PhaseStatus, RequestReport};
 use super::kong_rpc::{CallError, Pool, Rpc};
-use super::kong_wire::{data_of, field, lua_value, table};
+use super::kong_wire::{field, lua_value, table};
 use super::launch;
 use crate::codec::MsgpackCodec;
 use crate::error::{Error, Result};
 use crate::kong::canned::Canned;
 use crate::kong::instance::{Identity, Instances, Plan};
-use crate::kong::pdk::{Pdk, Reply};
+use crate::kong::pdk::Pdk;
 use crate::kong::request::{HttpRequest, Upstream};
 use crate::kong::step;
 use crate::net::Connection;
@@ -72,20 +71,6 @@ pub struct Emulation<'a> {
     canned: Canned,
     lifecycle: Vec<LifecycleEntry>,
     request: usize,
-}
-
-enum EventEnd {
-    Ret,
-    Exit,
-}
-
-/// Why an event failed.
-enum Failure {
-    Call(CallError),
-    /// Kong raises a Lua error (the handler aborts, the client gets 500).
-    Lua(String),
-    /// Kong gets nothing and silently stops.
-    Silent(String),
 }
 
 impl<'a> Emulation<'a> {
@@ -218,24 +203,9 @@ impl<'a> Emulation<'a> {
                             .into(),
                     );
                 }
-                Err(Failure::Call(e)) => {
-                    report.error = Some(e.detail());
-                    report.kong = Some(kong_reaction(&e));
-                }
-                Err(Failure::Lua(e)) => {
-                    report.error = Some(e);
-                    report.kong = Some(
-                        "Kong raises a Lua error: the plugin handler aborts and the client gets a 500"
-                            .into(),
-                    );
-                }
-                Err(Failure::Silent(e)) => {
-                    report.error = Some(e);
-                    report.kong = Some(
-                        "Kong stops the event without logging anything; the plugin's remaining \
-                         effects are lost"
-                            .into(),
-                    );
+                Err(other) => {
+                    report.error = Some(other.detail());
+                    report.kong = Some(other.kong());
                 }
             }
             return report;
@@ -307,71 +277,22 @@ impl<'a> Emulation<'a> {
         report: &mut PhaseReport,
         shutdown: &CancellationToken,
     ) -> std::result::Result<EventEnd, Failure> {
-        let arg = table(vec![
-            ("InstanceId", lua_value(instance_id)),
-            ("EventName", Mp::from(phase)),
-        ]);
-        let mut step_in = self.call(pool, "plugin.HandleEvent", arg, shutdown).await?;
-        if step_in.is_nil() {
-            return Err(Failure::Silent(
-                "HandleEvent returned neither an error nor a result".into(),
-            ));
-        }
-        let event_id = field(&step_in, "EventId").cloned().unwrap_or(Mp::Nil);
-        report.event_id = Some(value_json::to_json(&event_id));
-        loop {
-            let data = field(&step_in, "Data").cloned().unwrap_or(Mp::Nil);
-            if data.as_str() == Some("ret") {
-                return Ok(EventEnd::Ret);
+        let step_in =
+            kong_event::handle_event(&mut self.rpc, pool, instance_id, phase, report, shutdown)
+                .await;
+        let result = match step_in {
+            Ok(step_in) => {
+                let mut event = Event {
+                    pdk,
+                    canned: &mut self.canned,
+                    report,
+                };
+                event.finish(&mut self.rpc, pool, step_in, shutdown).await
             }
-            let Some(method) = field(&data, "Method")
-                .and_then(Mp::as_str)
-                .map(str::to_owned)
-            else {
-                return Err(Failure::Lua(format!(
-                    "the server's StepData has Data {}, neither \"ret\" nor {{Method, Args}}",
-                    value_json::to_json(&data)
-                )));
-            };
-            let args = field(&data, "Args").map_or(Json::Null, value_json::to_json);
-            let mut call = PdkCall {
-                method: method.clone(),
-                args: args.clone(),
-                answer: None,
-                source: None,
-                step: None,
-            };
-            match pdk.call(&mut self.canned, &method, &args) {
-                Reply::Terminal => {
-                    report.calls.push(call);
-                    return Ok(EventEnd::Exit);
-                }
-                Reply::LuaError(e) => {
-                    report.calls.push(call);
-                    return Err(Failure::Lua(e));
-                }
-                Reply::Answer { answer, source } => {
-                    if source == crate::kong::pdk::Source::Unknown {
-                        tracing::warn!("could not find pdk method: {method}");
-                    }
-                    let step_method = step::step_method(&method, &answer);
-                    call.answer = Some(answer.to_json());
-                    call.source = Some(source);
-                    call.step = Some(step_method.clone());
-                    report.calls.push(call);
-                    let arg = table(vec![
-                        ("EventId", event_id.clone()),
-                        ("Data", data_of(&answer).unwrap_or(Mp::Nil)),
-                    ]);
-                    step_in = self.call(pool, &step_method, arg, shutdown).await?;
-                    if step_in.is_nil() {
-                        return Err(Failure::Silent(format!(
-                            "{step_method} returned neither an error nor a result"
-                        )));
-                    }
-                }
-            }
-        }
+            Err(e) => Err(e),
+        };
+        self.check_pid();
+        result
     }
 
     async fn call(
@@ -382,6 +303,12 @@ impl<'a> Emulation<'a> {
         shutdown: &CancellationToken,
     ) -> std::result::Result<Mp, Failure> {
         let result = self.rpc.call(pool, method, arg, shutdown).await;
+        self.check_pid();
+        result.map_err(Failure::Call)
+    }
+
+    /// Kong drops its instances when `serverPid` names a new process.
+    fn check_pid(&mut self) {
         if let Some(pid) = self.rpc.take_pid_change() {
             self.instances.reset();
             self.note(
@@ -390,7 +317,6 @@ impl<'a> Emulation<'a> {
                 format!("serverPid changed to {pid}: Kong drops its instances"),
             );
         }
-        result.map_err(Failure::Call)
     }
 
     fn note(&mut self, action: &str, instance_id: Option<Json>, detail: String) {
@@ -401,42 +327,5 @@ impl<'a> Emulation<'a> {
             seq: None,
             detail: Some(detail),
         });
-    }
-}
-
-fn phase_report(phase: &str, status: PhaseStatus) -> PhaseReport {
-    PhaseReport {
-        phase: phase.to_owned(),
-        status,
-        instance_id: None,
-        event_id: None,
-        calls: vec![],
-        resets: 0,
-        error: None,
-        kong: None,
-    }
-}
-
-/// What Kong does when a call fails (not a reset error).
-pub fn kong_reaction(e: &CallError) -> String {
-    match e {
-        CallError::Connect(_) => format!(
-            "Kong logs `{}`; the instance cannot start and the client gets a 500",
-            e.kong_log()
-        ),
-        CallError::Error(text) if text.starts_with("starting instance:") => {
-            format!("Kong logs `{text}` and raises an error: the client gets a 500")
-        }
-        CallError::Error(text) => {
-            format!("Kong logs `{text}` and goes on without the plugin's remaining effects")
-        }
-        CallError::NoData(_) => "Kong logs `no data` (after 60 s if the server stays silent) \
-                                 and goes on without the plugin's remaining effects"
-            .into(),
-        CallError::Garbage(_) | CallError::Assert(_) => format!(
-            "Kong raises a Lua error ({}): the plugin handler aborts and the client gets a 500",
-            e.kong_log()
-        ),
-        CallError::Interrupted => "interrupted".into(),
     }
 }

@@ -8,6 +8,7 @@
 pub mod client;
 mod faults;
 pub mod kong_client;
+pub mod kong_event;
 pub mod kong_report;
 pub mod kong_rpc;
 pub mod kong_wire;
@@ -15,6 +16,7 @@ pub mod launch;
 mod replies;
 pub mod report;
 pub mod server;
+pub mod unsolicited;
 
 use crate::message::{Direction, MessageView};
 use crate::net::ConnId;
