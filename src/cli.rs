@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::commands::check::CheckArgs;
 use crate::commands::client::ClientArgs;
 use crate::commands::run::RunArgs;
 use crate::commands::server::ServerArgs;
@@ -89,6 +90,14 @@ pub enum Command {
         after_help = "Example:\n  plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\\n      --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'"
     )]
     Client(ClientArgs),
+
+    /// Check that a pluginserver behaves the way Kong needs.
+    ///
+    /// Runs a fixed list of checks (listed below) against one server and
+    /// prints a pass/fail table on stderr; every failure says what Kong
+    /// would do in production. --json prints the report on stdout.
+    #[command(after_help = crate::commands::check::help())]
+    Check(CheckArgs),
 }
 
 /// Options every role takes.

@@ -9,6 +9,7 @@
 //! * [`spec`]: spec files (loading, matching, templating).
 //! * [`kong`]: Kong's side of the protocols (PDK, instances, query output).
 //! * [`role`]: the server and client roles.
+//! * [`check`]: conformance checks of a pluginserver (`plugtap check`).
 //! * [`process`], [`shutdown`]: child processes and signals.
 //!
 //! The binary (`src/main.rs`) only parses arguments, sets up logging and
@@ -16,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod codec;
 pub mod error;
 pub mod exit;
