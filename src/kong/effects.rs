@@ -123,7 +123,7 @@ impl Effects {
                 );
                 let body = match &self.response_body {
                     Some(b) => b.clone(),
-                    None => Json::from(String::from_utf8_lossy(&upstream.body).into_owned()),
+                    None => super::request::body_json(&upstream.body),
                 };
                 out.insert("body".into(), body);
             }

@@ -251,6 +251,14 @@ pub fn body_bytes(v: &Json) -> Vec<u8> {
     }
 }
 
+/// Body bytes as JSON: a string when they are UTF-8, else `{"$bin": ...}`.
+pub fn body_json(bytes: &[u8]) -> Json {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Json::from(text),
+        Err(_) => value_json::to_json(&rmpv::Value::Binary(bytes.to_vec())),
+    }
+}
+
 /// Decodes `%XX` escapes and `+` in a query component.
 fn unescape(s: &str) -> String {
     let bytes = s.as_bytes();

@@ -5,6 +5,8 @@
 mod cli;
 mod client;
 mod codec;
+mod kong;
+mod kong_wire;
 mod peer;
 mod props;
 mod server;

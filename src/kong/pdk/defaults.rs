@@ -6,7 +6,7 @@ use serde_json::{Value as Json, json};
 
 use super::{Default, Pdk, text};
 use crate::kong::effects::{Exit, HeaderOp, LogLine};
-use crate::kong::request::Headers;
+use crate::kong::request::{Headers, body_json};
 
 /// Real PDK functions plugtap answers with nil.
 const NOT_EMULATED: &[&str] = &[
@@ -54,7 +54,7 @@ impl Pdk {
                 .and_then(|n| req.headers.get(&n).map(Json::from))
                 .unwrap_or(Json::Null),
             "kong.request.get_headers" => Json::Object(req.headers.table(max)),
-            "kong.request.get_raw_body" => json!(String::from_utf8_lossy(&req.body)),
+            "kong.request.get_raw_body" => body_json(&req.body),
             "kong.request.get_body" => parse_body(&req.headers, &req.body),
             "kong.request.get_uri_captures" => json!({"unnamed": [], "named": {}}),
             "kong.request.get_start_time" => json!((self.started_at * 1000.0) as u64),
@@ -150,7 +150,7 @@ impl Pdk {
             },
             "kong.response.get_raw_body" => match &self.effects.response_body {
                 Some(b) => b.clone(),
-                None => json!(String::from_utf8_lossy(&self.upstream.body)),
+                None => body_json(&self.upstream.body),
             },
             "kong.response.set_status" => {
                 self.effects.status = Some(v(0));
@@ -248,9 +248,7 @@ impl Pdk {
             "kong.service.response.get_header" if self.late() => s(0)
                 .and_then(|n| self.upstream.headers.get(&n).map(Json::from))
                 .unwrap_or(Json::Null),
-            "kong.service.response.get_raw_body" if self.late() => {
-                json!(String::from_utf8_lossy(&self.upstream.body))
-            }
+            "kong.service.response.get_raw_body" if self.late() => body_json(&self.upstream.body),
             "kong.service.response.get_body" if self.late() => {
                 parse_body(&self.upstream.headers, &self.upstream.body)
             }

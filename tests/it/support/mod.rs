@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod mp;
+pub mod specfile;
 
 use std::fs::File;
 use std::os::unix::net::UnixStream;
