@@ -271,7 +271,7 @@ impl<'a> Probes<'a> {
         const NAME: &str = "unknown_instance";
         let unknown = match self.instance.as_ref().and_then(Json::as_u64) {
             Some(n) => Json::from(n + 1_000_000),
-            None => Json::from(987_654_321u64),
+            None => Json::from(1_000_000u64),
         };
         let mut report = phase_report(&self.phase, PhaseStatus::Failed);
         let result = kong_event::handle_event(

@@ -70,8 +70,11 @@ pub fn load_reader(mut reader: impl std::io::Read, source: &str) -> Result<Spec,
 pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
     let mut de = serde_json_lenient::Deserializer::from_str(text);
     let mut unknown = Vec::new();
-    let raw: RawSpec = serde_ignored::deserialize(&mut de, |path| unknown.push(path.to_string()))
-        .map_err(|e| positioned(source, &e))?;
+    // serde_ignored writes `?` for an `Option` level; it means nothing to users.
+    let raw: RawSpec = serde_ignored::deserialize(&mut de, |path| {
+        unknown.push(path.to_string().replace(".?", ""))
+    })
+    .map_err(|e| positioned(source, &e))?;
     de.end().map_err(|e| positioned(source, &e))?;
 
     let mut spec = Spec {

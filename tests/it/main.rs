@@ -2,10 +2,13 @@
 //! `plugtap` binary runs on temporary Unix sockets, against raw peers,
 //! against its own other role, and against the real Python pluginserver.
 
+mod check;
 mod cli;
 mod client;
 mod codec;
+mod faults;
 mod kong;
+mod kong_query;
 mod kong_wire;
 mod peer;
 mod props;
