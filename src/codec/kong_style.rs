@@ -95,9 +95,9 @@ fn write_number<W: std::io::Write>(wr: &mut W, f: f64) -> std::io::Result<()> {
     use rmp::encode as e;
     const TWO_63: f64 = 9_223_372_036_854_775_808.0;
     let integral = f.is_finite() && f.fract() == 0.0;
-    if integral && f >= 0.0 && f < 2.0 * TWO_63 {
+    if integral && (0.0..2.0 * TWO_63).contains(&f) {
         e::write_uint(wr, f as u64).map_err(std::io::Error::other)?;
-    } else if integral && f < 0.0 && f >= -TWO_63 {
+    } else if integral && (-TWO_63..0.0).contains(&f) {
         e::write_sint(wr, f as i64).map_err(std::io::Error::other)?;
     } else {
         e::write_f64(wr, f).map_err(std::io::Error::other)?;

@@ -20,7 +20,7 @@ use crate::value_json;
 /// A JSON value (lossless mapping) as Kong would pack the Lua value it
 /// decodes to.
 pub fn lua_value(v: &Json) -> Mp {
-    value_json::from_json(v).map_or(Mp::Nil, |mp| lua_shape(mp))
+    value_json::from_json(v).map_or(Mp::Nil, lua_shape)
 }
 
 fn lua_shape(v: Mp) -> Mp {
