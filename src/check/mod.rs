@@ -289,7 +289,7 @@ pub async fn run(opts: &CheckOptions, shutdown: CancellationToken) -> CheckRepor
                     "Kong logs `connect() to unix:<socket> failed` for every call: no instance \
                      starts and every request through the plugin gets a 500",
                 )
-                .with_detail(e.to_string()),
+                .with_detail(format!("{e}{}", other_sockets(&opts.socket))),
             );
             skip_rest(&mut checks, "the server is not reachable");
             return finish(opts, protocol, checks, query);
@@ -328,6 +328,33 @@ fn socket_result(opts: &CheckOptions) -> CheckResult {
          pluginserver_<name>_socket = {} in kong.conf",
         opts.socket.display()
     ))
+}
+
+/// Sockets next to the expected one: a server listening on another name
+/// (`.sock` instead of `.socket`, kong#9733) shows up here.
+fn other_sockets(expected: &std::path::Path) -> String {
+    use std::os::unix::fs::FileTypeExt as _;
+    let dir = match expected.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_socket()))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\nsockets in {}: {} (is the server listening on another name?)",
+            dir.display(),
+            found.join(", ")
+        )
+    }
 }
 
 fn skip_rest(checks: &mut Vec<CheckResult>, why: &str) {

@@ -67,7 +67,8 @@ impl Identity {
 }
 
 /// The config JSON text Kong sends in `StartInstance`: the plugin's own
-/// fields first, then Kong's keys.
+/// fields first, then Kong's keys. Like lua-cjson's default encoder, `/`
+/// is escaped as `\/`.
 pub fn config_text(plugin: &str, config: &Json, identity: &Identity, seq: u64) -> String {
     let mut out: Map<String, Json> = config.as_object().cloned().unwrap_or_default();
     let mut put = |k: &str, v: Json| {
@@ -89,7 +90,8 @@ pub fn config_text(plugin: &str, config: &Json, identity: &Identity, seq: u64) -
     put("__ws_id", identity.ws_id.as_str().into());
     put("__key__", identity.cache_key(plugin).into());
     put("__seq__", seq.into());
-    Json::Object(out).to_string()
+    // `/` appears only inside JSON strings, so this is exactly cjson's escape.
+    Json::Object(out).to_string().replace('/', "\\/")
 }
 
 /// What to do before an event.
@@ -198,7 +200,13 @@ mod tests {
             route_id: Some("r1".into()),
             ..Default::default()
         });
-        let text = config_text("my-plugin", &json!({"message": "Kong!"}), &id, 7);
+        let text = config_text(
+            "my-plugin",
+            &json!({"message": "Kong!", "url": "http://x/y"}),
+            &id,
+            7,
+        );
+        assert!(text.contains(r#""url":"http:\/\/x\/y""#), "{text}");
         let v: Json = serde_json::from_str(&text).unwrap();
         assert_eq!(v["message"], "Kong!");
         assert_eq!(v["__seq__"], 7);

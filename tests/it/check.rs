@@ -404,19 +404,26 @@ fn query_output_fails_with_kongs_own_error() {
 }
 
 #[test]
-fn a_missing_socket_fails_and_skips_the_rest() {
+fn a_missing_socket_fails_skips_the_rest_and_names_sockets_nearby() {
     let dir = support::tmpdir();
-    let (out, report) = run_check(dir.path(), "none.sock", &["--wait", "0.3"]);
+    let path = specfile::write(dir.path(), "mock.json", &mock_spec(json!({})));
+    // The server listens on another name than the one Kong is given.
+    let mut server = support::mock_server(dir.path(), &path, "hello_peer.sock", &[]);
+    let (out, report) = run_check(dir.path(), "hello_peer.socket", &["--wait", "0.3"]);
     assert_eq!(out.code, 1);
     let s = statuses(&report);
     assert_eq!(s[1], ("socket".into(), "fail".into()));
     assert!(s[2..].iter().all(|(_, st)| st == "skip"), "{s:?}");
+    let c = check(&report, "socket");
+    assert!(c["kong"].as_str().unwrap().contains("connect() to unix:"));
     assert!(
-        check(&report, "socket")["kong"]
+        c["detail"]
             .as_str()
             .unwrap()
-            .contains("connect() to unix:")
+            .contains("hello_peer.sock (is the server listening on another name?)"),
+        "{c}"
     );
+    assert_eq!(server.interrupt(), 0);
 }
 
 #[test]

@@ -433,3 +433,17 @@ fn python_server_hangs_for_good_after_an_early_plugin_exception() {
     assert_eq!(actions, ["start", "config_change", "start", "close"]);
     assert_eq!(r["lifecycle"][3]["detail"], "replaced by the new config");
 }
+
+#[test]
+fn a_missing_server_is_a_runtime_error() {
+    let dir = support::tmpdir();
+    let out = run_client(
+        dir.path(),
+        &support::spec("kong-hello.json"),
+        &dir.path().join("none.sock"),
+        &["--wait", "0.2"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("waiting for"), "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+}
