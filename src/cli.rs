@@ -24,6 +24,12 @@ Examples:
   plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\
       --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'
 
+  # Run a request through a plugin as Kong would (a spec with a `kong` section):
+  plugtap client --spec specs/kong-hello.json --socket /tmp/hello.sock
+
+  # Check that a pluginserver behaves the way Kong needs:
+  plugtap check --socket /tmp/hello.sock --plugin hello_peer
+
   # The original tool's interface: role from the spec, spec from a file or stdin:
   plugtap -s specs/original-server.json
   plugtap < specs/original-server.json
@@ -81,11 +87,14 @@ pub enum Command {
     )]
     Server(ServerArgs),
 
-    /// Stand-in for Kong: run a spec's `try_methods` against a pluginserver.
+    /// Stand-in for Kong: run a spec's `try_methods` (or `kong` section)
+    /// against a pluginserver.
     ///
     /// Sends one call at a time, waits for each reply, checks `expect`,
-    /// keeps `capture`d values for `${name}` in later steps. Prints a
-    /// summary on stderr; --json prints the full report on stdout.
+    /// keeps `capture`d values for `${name}` in later steps. With a `kong`
+    /// section, runs requests through a plugin as Kong does and shows what
+    /// the plugin asked Kong and what it set. Prints a summary on stderr;
+    /// --json prints the full report on stdout.
     #[command(
         after_help = "Example:\n  plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\\n      --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'"
     )]
