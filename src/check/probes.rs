@@ -270,7 +270,7 @@ impl<'a> Probes<'a> {
     async fn unknown_instance(&mut self) -> CheckResult {
         const NAME: &str = "unknown_instance";
         let unknown = match self.instance.as_ref().and_then(Json::as_u64) {
-            Some(n) => Json::from(n + 1_000_000),
+            Some(n) => Json::from(n.saturating_add(1_000_000)),
             None => Json::from(1_000_000u64),
         };
         let mut report = phase_report(&self.phase, PhaseStatus::Failed);

@@ -77,7 +77,10 @@ pub async fn check(
             plugtap::spec::kong::PHASES.join(", ")
         );
     }
-    anyhow::ensure!(args.connections >= 2, "--connections must be 2 or more");
+    anyhow::ensure!(
+        (2..=256).contains(&args.connections),
+        "--connections must be between 2 and 256 (Kong's lua_socket_pool_size)"
+    );
     let opts = CheckOptions {
         socket: args.socket.clone(),
         start_cmd: args.start_cmd.clone().map(StartCmd::Shell),

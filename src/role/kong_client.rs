@@ -93,9 +93,9 @@ impl<'a> Emulation<'a> {
 
     /// Runs every request.
     pub async fn run(&mut self, pool: &mut Pool, shutdown: &CancellationToken) -> KongReport {
-        let overrides: Vec<Option<&RequestSpec>> = match &self.spec.requests {
-            Requests::Count(n) => vec![None; *n as usize],
-            Requests::List(list) => list.iter().map(Some).collect(),
+        let overrides: Box<dyn Iterator<Item = Option<&RequestSpec>>> = match &self.spec.requests {
+            Requests::Count(n) => Box::new(std::iter::repeat_n(None, *n as usize)),
+            Requests::List(list) => Box::new(list.iter().map(Some)),
         };
         let mut phases: Vec<&str> = self.spec.phases.iter().map(String::as_str).collect();
         phases.sort_by_key(|p| PHASES.iter().position(|k| k == p));

@@ -20,6 +20,10 @@ use crate::kong::pdk::{Pdk, Reply, Source};
 use crate::kong::step;
 use crate::value_json;
 
+/// Most PDK calls one event may make; a server that never says `ret` is
+/// stopped there (Kong would go on for ever).
+pub const MAX_PDK_CALLS: usize = 10_000;
+
 /// How an event ended well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventEnd {
@@ -116,6 +120,12 @@ impl Event<'_> {
             let data = field(&step_in, "Data").cloned().unwrap_or(Mp::Nil);
             if data.as_str() == Some("ret") {
                 return Ok(EventEnd::Ret);
+            }
+            if self.report.calls.len() >= MAX_PDK_CALLS {
+                return Err(Failure::Silent(format!(
+                    "the server asked for more than {MAX_PDK_CALLS} PDK calls without ending \
+                     the event; plugtap stopped there (Kong would go on)"
+                )));
             }
             let Some(method) = field(&data, "Method")
                 .and_then(Mp::as_str)

@@ -232,10 +232,13 @@ impl Rpc {
         if let Err(e) = conn.write_all(&bytes).await {
             return Err(CallError::NoData(format!("cannot send {method}: {e}")));
         }
+        // One deadline for the whole call, so a stream of notifications
+        // cannot keep it waiting forever.
+        let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let read = tokio::select! {
                 _ = shutdown.cancelled() => return Err(CallError::Interrupted),
-                read = tokio::time::timeout(self.timeout, conn.read_frame()) => read,
+                read = tokio::time::timeout_at(deadline, conn.read_frame()) => read,
             };
             let frame = match read {
                 Err(_) => {

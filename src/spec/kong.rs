@@ -28,6 +28,9 @@ pub const PHASES: &[&str] = &[
     "log",
 ];
 
+/// Most requests one run may make (each is kept in the report).
+pub const MAX_REQUESTS: u32 = 100_000;
+
 /// The `kong` section.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct KongSpec {
@@ -225,8 +228,10 @@ impl<'de> Deserialize<'de> for Requests {
             }
             fn visit_u64<E: de::Error>(self, n: u64) -> Result<Requests, E> {
                 match u32::try_from(n) {
-                    Ok(n) if n >= 1 => Ok(Requests::Count(n)),
-                    _ => Err(E::custom(format!("requests must be 1 or more, not {n}"))),
+                    Ok(n) if (1..=MAX_REQUESTS).contains(&n) => Ok(Requests::Count(n)),
+                    _ => Err(E::custom(format!(
+                        "requests must be between 1 and {MAX_REQUESTS}, not {n}"
+                    ))),
                 }
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Requests, E> {
@@ -237,6 +242,11 @@ impl<'de> Deserialize<'de> for Requests {
                     Vec::<RequestSpec>::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
                 if list.is_empty() {
                     return Err(de::Error::custom("requests is an empty list"));
+                }
+                if list.len() > MAX_REQUESTS as usize {
+                    return Err(de::Error::custom(format!(
+                        "requests has more than {MAX_REQUESTS} entries"
+                    )));
                 }
                 Ok(Requests::List(list))
             }

@@ -447,3 +447,44 @@ fn a_missing_server_is_a_runtime_error() {
     assert!(out.stderr.contains("waiting for"), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn an_event_that_never_ends_is_stopped() {
+    let dir = support::tmpdir();
+    let ask =
+        json!({"result": {"EventId": 0, "Data": {"Method": "kong.request.get_path", "Args": []}}});
+    let mut server = mock(
+        dir.path(),
+        json!({"role": "server", "on_methods": {
+            "plugin.StartInstance": start_ok(),
+            "plugin.HandleEvent": [ask],
+            "plugin.Step": [ask]}}),
+    );
+    let spec = specfile::write(
+        dir.path(),
+        "c.json",
+        &json!({"role": "client", "kong": {"plugin": "p"}}),
+    );
+    let out = support::run(
+        dir.path(),
+        &[
+            "-q",
+            "client",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--socket",
+            dir.path().join("m.sock").to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let phase = &report(&out)["requests"][0]["phases"][0];
+    assert_eq!(phase["calls"].as_array().unwrap().len(), 10_000);
+    assert!(
+        phase["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than 10000 PDK calls")
+    );
+    server.signal(nix::sys::signal::Signal::SIGKILL);
+}

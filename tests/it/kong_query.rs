@@ -110,7 +110,7 @@ fn the_kong_section_is_checked_at_load() {
         ),
         (
             r#"{"kong": {"plugin": "p", "requests": 0}}"#,
-            "requests must be 1 or more",
+            "requests must be between 1 and 100000",
         ),
         (
             r#"{"kong": {"plugin": "p", "pdk": {"kong.x": {"match": []}}}}"#,

@@ -277,3 +277,45 @@ fn kong_encodings_step_methods_and_exit_on_the_wire() {
         out.stderr
     );
 }
+
+#[test]
+fn a_stream_of_notifications_cannot_hold_a_call_forever() {
+    let dir = support::tmpdir();
+    let socket = dir.path().join("spam.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let _ = read_request(&mut s);
+        let note = Value::Array(vec![2.into(), "serverPid".into(), 1.into()]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &note).unwrap();
+        // Notifications, never a reply, until plugtap hangs up.
+        while std::io::Write::write_all(&mut s, &bytes).is_ok() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let spec = write_spec(dir.path());
+    let started = std::time::Instant::now();
+    let out = support::run(
+        dir.path(),
+        &[
+            "-q",
+            "client",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+            "--timeout",
+            "1",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no reply to plugin.StartInstance within 1s"),
+        "{}",
+        out.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    peer.join().unwrap();
+}
