@@ -453,7 +453,7 @@ fn an_event_that_never_ends_is_stopped() {
     let dir = support::tmpdir();
     let ask =
         json!({"result": {"EventId": 0, "Data": {"Method": "kong.request.get_path", "Args": []}}});
-    let mut server = mock(
+    let server = mock(
         dir.path(),
         json!({"role": "server", "on_methods": {
             "plugin.StartInstance": start_ok(),
