@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::ClientOptions;
 use super::kong_event::{self, Event, EventEnd, Failure, phase_report};
 use super::kong_report::{KongReport, LifecycleEntry, PhaseReport, PhaseStatus, RequestReport};
-use super::kong_rpc::{CallError, Pool, Rpc};
+use super::kong_rpc::{Pool, Rpc};
 use super::kong_wire::{field, lua_value, table};
 use super::launch;
 use crate::codec::MsgpackCodec;
@@ -31,7 +31,6 @@ use crate::kong::canned::Canned;
 use crate::kong::instance::{Identity, Instances, Plan};
 use crate::kong::pdk::Pdk;
 use crate::kong::request::{HttpRequest, Upstream};
-use crate::kong::step;
 use crate::net::Connection;
 use crate::spec::kong::{KongSpec, PHASES, RequestSpec, Requests};
 use crate::spec::{Spec, matcher};
@@ -231,9 +230,9 @@ impl<'a> Emulation<'a> {
             .call(pool, "plugin.StartInstance", arg, shutdown)
             .await
             .map_err(|e| match e {
-                Failure::Call(CallError::Error(text)) if !step::is_reset_error(&text) => {
-                    Failure::Call(CallError::Error(format!("starting instance: {text}")))
-                }
+                // A reset error still resets and retries; any other failure
+                // makes Kong raise.
+                Failure::Call(c) if !c.is_reset() => Failure::Start(c),
                 other => other,
             })?;
         let id = field(&status, "Id").map_or(Json::Null, value_json::to_json);
@@ -259,8 +258,7 @@ impl<'a> Emulation<'a> {
                 .await
             {
                 Ok(_) => "replaced by the new config".to_string(),
-                Err(Failure::Call(e)) => format!("error ignored by Kong: {}", e.detail()),
-                Err(Failure::Lua(e) | Failure::Silent(e)) => e,
+                Err(e) => format!("error ignored by Kong: {}", e.detail()),
             };
             self.note("close", Some(old), detail);
         }

@@ -42,6 +42,8 @@ pub enum Failure {
     Lua(String),
     /// Kong gets nothing back and silently stops.
     Silent(String),
+    /// `StartInstance` failed: Kong raises an error.
+    Start(CallError),
 }
 
 impl Failure {
@@ -50,6 +52,7 @@ impl Failure {
         match self {
             Failure::Call(e) => e.detail(),
             Failure::Lua(e) | Failure::Silent(e) => e.clone(),
+            Failure::Start(e) => format!("StartInstance failed: {}", e.detail()),
         }
     }
 
@@ -64,6 +67,10 @@ impl Failure {
             Failure::Silent(_) => "Kong stops the event without logging anything; the plugin's \
                                    remaining effects are lost"
                 .into(),
+            Failure::Start(e) => format!(
+                "Kong logs `starting instance: {}` and raises an error: the client gets a 500",
+                e.kong_log()
+            ),
         }
     }
 }
@@ -201,9 +208,6 @@ pub fn kong_reaction(e: &CallError) -> String {
             "Kong logs `{}`; the instance cannot start and the client gets a 500",
             e.kong_log()
         ),
-        CallError::Error(text) if text.starts_with("starting instance:") => {
-            format!("Kong logs `{text}` and raises an error: the client gets a 500")
-        }
         CallError::Error(text) => {
             format!("Kong logs `{text}` and goes on without the plugin's remaining effects")
         }

@@ -488,3 +488,46 @@ fn an_event_that_never_ends_is_stopped() {
     );
     server.signal(nix::sys::signal::Signal::SIGKILL);
 }
+
+#[test]
+fn a_failed_start_is_a_500_in_kong() {
+    let dir = support::tmpdir();
+    let mut server = mock(
+        dir.path(),
+        json!({"role": "server", "cycle": "global", "on_methods": {
+            "plugin.StartInstance": [{"calls": [1], "error": "bad config"}, {"close": true}]}}),
+    );
+    let spec = specfile::write(
+        dir.path(),
+        "c.json",
+        &json!({"role": "client", "kong": {"plugin": "p", "requests": 2}}),
+    );
+    let out = run_client(dir.path(), &spec, &dir.path().join("m.sock"), &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let r = report(&out);
+    let (first, second) = (
+        &r["requests"][0]["phases"][0],
+        &r["requests"][1]["phases"][0],
+    );
+    assert_eq!(
+        first["error"],
+        "StartInstance failed: error reply \"bad config\""
+    );
+    assert_eq!(
+        first["kong"],
+        "Kong logs `starting instance: bad config` and raises an error: the client gets a 500"
+    );
+    assert!(
+        second["error"]
+            .as_str()
+            .unwrap()
+            .contains("closed the connection before replying")
+    );
+    assert!(
+        second["kong"]
+            .as_str()
+            .unwrap()
+            .contains("`starting instance: no data`")
+    );
+    assert_eq!(server.interrupt(), 0);
+}
