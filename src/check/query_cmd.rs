@@ -93,24 +93,57 @@ pub(super) async fn check(
         let detail: Vec<String> = report
             .problems
             .iter()
-            .map(|p| format!("Kong {}: {}", p.versions, p.kong_error))
+            .map(|p| {
+                let versions = if p.versions == "all" {
+                    "all versions"
+                } else {
+                    p.versions
+                };
+                format!("Kong ({versions}): {}", p.kong_error)
+            })
             .chain(report.notes.iter().cloned())
             .collect();
-        let mut consequences: Vec<String> = report
-            .problems
-            .iter()
-            .map(|p| p.consequence.clone())
-            .collect();
-        consequences.dedup();
         CheckResult::fail(
             NAME,
             format!(
                 "Kong rejects this output ({} problem(s))",
                 report.problems.len()
             ),
-            consequences.join("; "),
+            consequences(&report),
         )
         .with_detail(detail.join("\n"))
     };
     (result, Some(report))
+}
+
+/// The problems' consequences in one sentence, saying "Kong refuses to
+/// start" once.
+fn consequences(report: &QueryReport) -> String {
+    let refuses = query::REFUSES_TO_START;
+    let mut reasons: Vec<&str> = Vec::new();
+    let mut others: Vec<&str> = Vec::new();
+    let mut start = false;
+    for p in &report.problems {
+        match p.consequence.strip_prefix(refuses) {
+            Some(rest) => {
+                start = true;
+                let rest = rest.trim_start_matches([':', ';', ' ']);
+                if !rest.is_empty() && !reasons.contains(&rest) {
+                    reasons.push(rest);
+                }
+            }
+            None if !others.contains(&p.consequence.as_str()) => others.push(&p.consequence),
+            None => {}
+        }
+    }
+    let mut out = Vec::new();
+    if start {
+        out.push(if reasons.is_empty() {
+            refuses.to_owned()
+        } else {
+            format!("{refuses}: {}", reasons.join("; "))
+        });
+    }
+    out.extend(others.iter().map(|s| (*s).to_owned()));
+    out.join("; ")
 }

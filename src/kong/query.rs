@@ -37,7 +37,9 @@ pub struct QueryReport {
     pub notes: Vec<String>,
 }
 
-const START: &str = "Kong refuses to start (init_by_lua error)";
+/// How every fatal problem begins: Kong stops at start-up.
+pub const REFUSES_TO_START: &str = "Kong refuses to start (init_by_lua error)";
+const START: &str = REFUSES_TO_START;
 
 /// Checks a query command's stdout for the plugin `plugin`.
 pub fn check_output(cmd: &str, output: &str, plugin: &str) -> QueryReport {
