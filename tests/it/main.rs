@@ -8,6 +8,7 @@ mod client;
 mod codec;
 mod faults;
 mod kong;
+mod kong_mock;
 mod kong_query;
 mod kong_wire;
 mod peer;
