@@ -140,3 +140,40 @@ fn the_kong_section_is_checked_at_load() {
         ]
     );
 }
+
+/// What the real Python server (kong-pdk 0.36) prints for Kong.
+fn python_dump(plugins: &str) -> String {
+    let out = std::process::Command::new(crate::support::python_pluginserver())
+        .args([
+            "-d",
+            crate::support::root().join(plugins).to_str().unwrap(),
+            "--dump-all-plugins",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_python_servers_own_query_output() {
+    let good = check_output("q", &python_dump("tests/peers/python"), "hello_peer");
+    assert!(good.problems.is_empty(), "{:?}", good.problems);
+    // A plugin without `version` gets Version null, which Kong refuses
+    // (as the reference says); without `priority` it gets 0, which is fine.
+    let dump = python_dump("tests/peers/python_noversion");
+    assert!(
+        dump.contains("\"Version\": null") && dump.contains("\"Priority\": 0"),
+        "{dump}"
+    );
+    assert_eq!(
+        errors(&dump, "noversion"),
+        [
+            "all|error loading plugin schemas: on plugin 'noversion': Plugin \"noversion\" cannot be loaded because its VERSION field does not follow the \"x.y.z\" format, got: \"nil\"."
+        ]
+    );
+}
