@@ -6,6 +6,9 @@
 #  2. `plugtap show` of that recording, as text and as a Mermaid diagram;
 #  3. the same client spec through the proxy in wrapper mode, which starts the
 #     real Python pluginserver (PyPI kong-pdk, installed first) itself.
+#  4. the Kong emulation: one request through the real plugin, answered as
+#     Kong answers (specs/kong-hello.json);
+#  5. `plugtap check` against the real Python pluginserver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-python-peer.sh
@@ -46,3 +49,14 @@ wait_sock "$work/py-front.sock"
 "$bin" client --spec specs/client-event-cycle.json --socket "$work/py-front.sock"
 kill -TERM "$proxy_pid"; wait "$proxy_pid" || true; proxy_pid=""
 "$bin" show "$work/py.jsonl" --method HandleEvent
+
+echo
+echo "== 4. Kong emulation: one request through hello_peer, answered as Kong answers (specs/kong-hello.json)"
+"$bin" -q client --spec specs/kong-hello.json --socket "$work/kong.sock" \
+  --start-cmd ".venv-peer/bin/kong-python-pluginserver -d tests/peers/python -p $work --socket-name kong.sock"
+
+echo
+echo "== 5. plugtap check: does the real Python server behave the way Kong needs?"
+"$bin" -q check --socket "$work/check.sock" --plugin hello_peer \
+  --start-cmd ".venv-peer/bin/kong-python-pluginserver -d tests/peers/python -p $work --socket-name check.sock" \
+  --query-cmd ".venv-peer/bin/kong-python-pluginserver -d tests/peers/python --dump-all-plugins"

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::commands::check::CheckArgs;
 use crate::commands::client::ClientArgs;
 use crate::commands::kong_conf::{self, KongConfArgs};
 use crate::commands::proxy::{self, ProxyArgs};
@@ -29,6 +30,11 @@ Examples:
   # Load: 16 connections running the steps 1000 times each:
   plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \
       --concurrency 16 --repeat 1000
+  # Run a request through a plugin as Kong would (a spec with a `kong` section):
+  plugtap client --spec specs/kong-hello.json --socket /tmp/hello.sock
+
+  # Check that a pluginserver behaves the way Kong needs:
+  plugtap check --socket /tmp/hello.sock --plugin hello_peer
 
   # The original tool's interface: role from the spec, spec from a file or stdin:
   plugtap -s specs/original-server.json
@@ -94,11 +100,14 @@ pub enum Command {
     )]
     Server(ServerArgs),
 
-    /// Stand-in for Kong: run a spec's `try_methods` against a pluginserver.
+    /// Stand-in for Kong: run a spec's `try_methods` (or `kong` section)
+    /// against a pluginserver.
     ///
     /// Sends one call at a time, waits for each reply, checks `expect`,
-    /// keeps `capture`d values for `${name}` in later steps. Prints a
-    /// summary on stderr; --json prints the full report on stdout.
+    /// keeps `capture`d values for `${name}` in later steps. With a `kong`
+    /// section, runs requests through a plugin as Kong does and shows what
+    /// the plugin asked Kong and what it set. Prints a summary on stderr;
+    /// --json prints the full report on stdout.
     #[command(
         after_help = "Example:\n  plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\\n      --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'"
     )]
@@ -121,6 +130,13 @@ pub enum Command {
     /// pluginserver.
     #[command(name = "kong-conf", after_help = kong_conf::EXAMPLES)]
     KongConf(KongConfArgs),
+    /// Check that a pluginserver behaves the way Kong needs.
+    ///
+    /// Runs a fixed list of checks (listed below) against one server and
+    /// prints a pass/fail table on stderr; every failure says what Kong
+    /// would do in production. --json prints the report on stdout.
+    #[command(after_help = crate::commands::check::help())]
+    Check(CheckArgs),
 }
 
 /// Options every role takes.

@@ -8,7 +8,9 @@
 //! * [`value_json`]: the lossless msgpack ⇄ JSON mapping.
 //! * [`net`]: socket paths and the one [`net::Connection`] type.
 //! * [`spec`]: spec files (loading, matching, templating).
+//! * [`kong`]: Kong's side of the protocols (PDK, instances, query output).
 //! * [`role`]: the server and client roles.
+//! * [`check`]: conformance checks of a pluginserver (`plugtap check`).
 //! * [`process`], [`shutdown`]: child processes and signals.
 //!
 //! The binary (`src/main.rs`) only parses arguments, sets up logging and
@@ -16,10 +18,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod codec;
 pub mod conversation;
 pub mod error;
 pub mod exit;
+pub mod kong;
 pub mod message;
 pub mod net;
 pub mod process;

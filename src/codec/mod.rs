@@ -10,11 +10,13 @@
 //! Every codec enforces [`Limits`] against hostile input: a frame's declared
 //! size is checked against the limit *before* anything is buffered for it.
 
+pub mod kong_style;
 pub mod msgpack;
 pub mod protobuf;
 
 use std::fmt;
 
+pub use kong_style::Style;
 pub use msgpack::{MsgpackCodec, MsgpackFrame};
 pub use protobuf::{ProtobufCodec, ProtobufFrame};
 

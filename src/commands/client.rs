@@ -96,6 +96,14 @@ pub async fn drive(
         limits: common.limits(),
         full_values: full,
     };
+    if spec.client.kong.is_some() {
+        let report = plugtap::role::kong_client::run(spec, opts, shutdown).await?;
+        eprint!("{}", report.render(full));
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        return Ok(report.outcome());
+    }
     let report = match common.protocol.unwrap_or(spec.protocol) {
         Protocol::MsgPack1 => client::run(spec, opts, shutdown).await?,
         Protocol::ProtoBuf1 => pb_client::run(spec, opts, shutdown).await?,

@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments and the glue that turns
 //! them into a library call. `dispatch` picks the subcommand.
 
+pub mod check;
 pub mod client;
 pub mod kong_conf;
 pub mod load;
@@ -55,6 +56,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             }
             server::serve(&spec, &args.common, !args.no_conversations, full, shutdown).await
         }
+        Some(Command::Check(args)) => check::check(&args, full, shutdown).await,
         Some(Command::Client(args)) => {
             let spec = load(&args.spec)?;
             check_role(&spec, Role::Client);

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::log_message;
 pub use super::report::{Failure, Report, StepReport, StepStatus};
+use super::unsolicited;
 use crate::codec::{Limits, MsgpackCodec, hex, msgpack};
 use crate::error::{Error, Result};
 use crate::message::msgpack_rpc::{self, RpcMessage, error_text};
@@ -208,6 +209,12 @@ async fn call(
             return true;
         }
     };
+    let mut stray = unsolicited::stray_bytes(conn, Duration::ZERO, opts.full_values).await;
+    report.notifications.append(&mut stray.notifications);
+    if let Some(complaint) = stray.complaint() {
+        report.failures.push(Failure::new(complaint));
+        return false;
+    }
     let request = RpcMessage::Request {
         msgid,
         method: step.method.clone(),
@@ -248,6 +255,13 @@ async fn call(
                 report.failures.push(Failure::new(
                     "the server closed the connection before replying (Kong would log \"no data\")",
                 ));
+                return false;
+            }
+            Ok(Err(crate::codec::CodecError::Truncated { pending, .. })) => {
+                report.failures.push(Failure::new(format!(
+                    "the server closed the connection in the middle of the reply \
+                     ({pending} bytes of it arrived; Kong would log \"no data\")"
+                )));
                 return false;
             }
             Ok(Err(e)) => {

@@ -7,6 +7,13 @@
 //! [`crate::spec::Spec`]. They never parse bytes themselves.
 
 pub mod client;
+mod faults;
+pub mod kong_client;
+pub mod kong_event;
+pub mod kong_report;
+pub mod kong_rpc;
+pub mod kong_wire;
+pub mod launch;
 pub mod load;
 pub mod pb_client;
 mod pb_outcome;
@@ -17,6 +24,7 @@ mod proxy_conn;
 mod replies;
 pub mod report;
 pub mod server;
+pub mod unsolicited;
 
 use crate::message::{Direction, MessageView};
 use crate::net::ConnId;

@@ -346,7 +346,7 @@ fn answer(answers: &Replies, cursor: &mut Cursor, method: &str, args: &Json) -> 
             tracing::warn!("no on_pdk answer for {method}; replying nil (an empty frame)");
             Json::Null
         }
-        Choice::NoMatch => {
+        Choice::NoMatch | Choice::NotThisCall(_) => {
             tracing::warn!("no on_pdk answer for {method} matches {args}; replying nil");
             Json::Null
         }

@@ -208,6 +208,15 @@ async fn converse(
                 );
                 return Ok(());
             }
+            Choice::NotThisCall(call) => {
+                conn.closing(
+                    &format!(
+                        "the entries for {command} do not apply to call {call}; closing the connection"
+                    ),
+                    Direction::ToClient,
+                );
+                return Ok(());
+            }
             Choice::NoMatch => {
                 conn.closing(
                     &format!(

@@ -4,6 +4,11 @@
 //! Cycling is counted per *candidate set* (the entries that matched), so an
 //! exported spec where Step replies depend on params replays each group in
 //! order. Counters live per connection or globally ([`Cycle`]).
+//!
+//! Entries with a condition (`calls`, `probability`; see
+//! [`crate::spec::faults`]) are tried first, in spec order; the cycle runs
+//! over the matching entries without one. Calls of a method are numbered
+//! from 1, per connection or globally like the cycle.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rmpv::Value as Mp;
 use serde_json::Value as Json;
 
+use super::faults;
 use crate::spec::template::{self, Vars};
 use crate::spec::{Cycle, Entry, Notification, ServerSpec, matcher};
 use crate::value_json;
@@ -38,6 +44,9 @@ pub(crate) enum Choice<'a> {
     NoEntries,
     /// Entries exist but none matched the params.
     NoMatch,
+    /// Matching entries exist, but all have conditions that do not hold
+    /// for this call (its number is given).
+    NotThisCall(u64),
 }
 
 type CycleKey = (String, Vec<usize>);
@@ -46,6 +55,7 @@ type CycleKey = (String, Vec<usize>);
 #[derive(Debug, Default)]
 pub(crate) struct Cursor {
     counts: HashMap<CycleKey, usize>,
+    calls: HashMap<String, u64>,
 }
 
 /// The server's replies, shared by all connections.
@@ -54,7 +64,9 @@ pub(crate) struct Replies {
     methods: HashMap<String, Vec<Prepared>>,
     on_connect: Vec<(String, Mp)>,
     cycle: Cycle,
+    seed: u64,
     global: Mutex<HashMap<CycleKey, usize>>,
+    global_calls: Mutex<HashMap<String, u64>>,
 }
 
 impl Replies {
@@ -81,7 +93,9 @@ impl Replies {
             methods,
             on_connect,
             cycle: spec.cycle,
+            seed: spec.seed,
             global: Mutex::new(HashMap::new()),
+            global_calls: Mutex::new(HashMap::new()),
         })
     }
 
@@ -95,7 +109,14 @@ impl Replies {
         let Some(entries) = self.methods.get(method) else {
             return Choice::NoEntries;
         };
-        let candidates: Vec<usize> = entries
+        let call = match self.cycle {
+            Cycle::PerConnection => count_call(&mut cursor.calls, method),
+            Cycle::Global => {
+                let mut calls = self.global_calls.lock().unwrap_or_else(|e| e.into_inner());
+                count_call(&mut calls, method)
+            }
+        };
+        let matching: Vec<usize> = entries
             .iter()
             .enumerate()
             .filter(|(_, p)| {
@@ -106,8 +127,23 @@ impl Replies {
             })
             .map(|(i, _)| i)
             .collect();
-        if candidates.is_empty() {
+        if matching.is_empty() {
             return Choice::NoMatch;
+        }
+        for &index in &matching {
+            let when = &entries[index].entry.when;
+            if !when.is_always() && faults::applies(when, self.seed, method, index, call) {
+                let prepared = &entries[index];
+                prepared.hits.fetch_add(1, Ordering::Relaxed);
+                return Choice::Entry { index, prepared };
+            }
+        }
+        let candidates: Vec<usize> = matching
+            .into_iter()
+            .filter(|&i| entries[i].entry.when.is_always())
+            .collect();
+        if candidates.is_empty() {
+            return Choice::NotThisCall(call);
         }
         let key = (method.to_owned(), candidates.clone());
         let turn = match self.cycle {
@@ -139,6 +175,12 @@ impl Replies {
         out.sort();
         out
     }
+}
+
+fn count_call(calls: &mut HashMap<String, u64>, method: &str) -> u64 {
+    let slot = calls.entry(method.to_owned()).or_insert(0);
+    *slot += 1;
+    *slot
 }
 
 fn bump(counts: &mut HashMap<CycleKey, usize>, key: CycleKey) -> usize {

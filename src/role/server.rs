@@ -17,6 +17,7 @@ use serde_json::{Value as Json, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::faults;
 use super::log_message;
 use super::replies::{Choice, Cursor, Replies};
 use crate::codec::{CodecError, Limits, MsgpackCodec, hex, msgpack};
@@ -151,6 +152,7 @@ async fn converse(
                 params,
             }) => {
                 let params_json = value_json::to_json(&params);
+                let mut faults = None;
                 let (error, result, delay) = match replies.choose(cursor, &method, &params_json) {
                     Choice::Entry { index, prepared } => {
                         tracing::debug!(
@@ -164,11 +166,21 @@ async fn converse(
                             };
                             send(conn, &note, opts, log).await?;
                         }
+                        if !prepared.entry.faults.is_empty() {
+                            faults = Some(&prepared.entry.faults);
+                        }
                         (
                             prepared.error.clone(),
                             prepared.result.clone(),
                             prepared.entry.delay_ms,
                         )
+                    }
+                    Choice::NotThisCall(call) => {
+                        tracing::warn!(
+                            "{} no entry for {method} applies to call {call}; replying `not implemented`",
+                            conn.id()
+                        );
+                        (Mp::from("not implemented"), Mp::Nil, 0)
                     }
                     Choice::NoEntries => {
                         tracing::warn!(
@@ -197,7 +209,15 @@ async fn converse(
                     error,
                     result,
                 };
-                send(conn, &reply, opts, log).await?;
+                match faults {
+                    None => send(conn, &reply, opts, log).await?,
+                    Some(f) => {
+                        if faults::deliver(conn, reply, f, opts, log).await? == faults::Flow::Close
+                        {
+                            return Ok(());
+                        }
+                    }
+                }
             }
             Ok(other) => {
                 tracing::warn!(
@@ -217,7 +237,7 @@ async fn converse(
     }
 }
 
-async fn send(
+pub(super) async fn send(
     conn: &mut Connection<MsgpackCodec>,
     msg: &RpcMessage,
     opts: &ServerOptions,

@@ -70,8 +70,11 @@ pub fn load_reader(mut reader: impl std::io::Read, source: &str) -> Result<Spec,
 pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
     let mut de = serde_json_lenient::Deserializer::from_str(text);
     let mut unknown = Vec::new();
-    let raw: RawSpec = serde_ignored::deserialize(&mut de, |path| unknown.push(path.to_string()))
-        .map_err(|e| positioned(source, &e))?;
+    // serde_ignored writes `?` for an `Option` level; it means nothing to users.
+    let raw: RawSpec = serde_ignored::deserialize(&mut de, |path| {
+        unknown.push(path.to_string().replace(".?", ""))
+    })
+    .map_err(|e| positioned(source, &e))?;
     de.end().map_err(|e| positioned(source, &e))?;
 
     let mut spec = Spec {
@@ -84,6 +87,7 @@ pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
             on_methods: raw.on_methods.unwrap_or_default(),
             on_connect: raw.on_connect.unwrap_or_default(),
             cycle: raw.cycle.unwrap_or_default(),
+            seed: raw.seed.unwrap_or(0),
         },
         proxy: ProxySpec {
             upstream: raw.upstream,
@@ -96,6 +100,7 @@ pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
             try_methods: raw.try_methods.unwrap_or_default(),
             start_cmd: raw.start_cmd,
             on_pdk: raw.on_pdk.unwrap_or_default(),
+            kong: raw.kong,
         },
         warnings: unknown
             .into_iter()
@@ -155,6 +160,13 @@ fn check(spec: &mut Spec) -> Result<(), String> {
         value_json::from_json(value).map_err(|e| format!("{at}: {}", e.reason_at()))?;
     }
 
+    if let Some(k) = &client.kong {
+        super::kong::validate(k)?;
+        if !client.try_methods.is_empty() {
+            return Err("a client spec has `try_methods` or `kong`, not both".into());
+        }
+    }
+
     let role = spec.role;
     let mut unused = Vec::new();
     if role == Some(Role::Client) {
@@ -171,6 +183,9 @@ fn check(spec: &mut Spec) -> Result<(), String> {
         }
         if spec.client.start_cmd.is_some() {
             unused.push(("start_cmd", Role::Client));
+        }
+        if spec.client.kong.is_some() {
+            unused.push(("kong", Role::Client));
         }
         if !spec.client.on_pdk.is_empty() {
             unused.push(("on_pdk", Role::Client));
@@ -259,6 +274,7 @@ struct RawSpec {
     on_methods: Option<IndexMap<String, Vec<Entry>>>,
     on_connect: Option<Vec<Notification>>,
     cycle: Option<Cycle>,
+    seed: Option<u64>,
     try_methods: Option<Vec<Step>>,
     start_cmd: Option<StartCmd>,
     on_pdk: Option<IndexMap<String, Vec<Entry>>>,
@@ -266,6 +282,7 @@ struct RawSpec {
     record: Option<PathBuf>,
     redact: Option<Vec<String>>,
     strict: Option<bool>,
+    kong: Option<super::kong::KongSpec>,
 }
 
 /// `Some(value)` even for `null`, so "absent" and "null" differ.
@@ -289,6 +306,17 @@ struct RawEntry {
     delay_ms: u64,
     #[serde(default)]
     pdk: Vec<PdkStep>,
+    #[serde(default)]
+    close: bool,
+    garbage: Option<super::faults::Garbage>,
+    truncate: Option<super::faults::Truncate>,
+    wrong_msgid: Option<super::faults::WrongMsgid>,
+    #[serde(default)]
+    no_reply: bool,
+    #[serde(default)]
+    crash: bool,
+    calls: Option<Vec<u64>>,
+    probability: Option<f64>,
 }
 
 impl<'de> Deserialize<'de> for Entry {
@@ -304,6 +332,17 @@ impl<'de> Deserialize<'de> for Entry {
             (None, None, None) => (Json::from("not implemented"), Json::Null),
             (None, error, result) => (error.unwrap_or(Json::Null), result.unwrap_or(Json::Null)),
         };
+        let (faults, when) = super::faults::RawFaults {
+            close: raw.close,
+            garbage: raw.garbage,
+            truncate: raw.truncate,
+            wrong_msgid: raw.wrong_msgid,
+            no_reply: raw.no_reply,
+            crash: raw.crash,
+            calls: raw.calls,
+            probability: raw.probability,
+        }
+        .build()?;
         Ok(Entry {
             matcher: raw.matcher,
             error,
@@ -311,6 +350,8 @@ impl<'de> Deserialize<'de> for Entry {
             notify: raw.notify,
             delay_ms: raw.delay_ms,
             pdk: raw.pdk,
+            faults,
+            when,
         })
     }
 }

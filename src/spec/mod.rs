@@ -11,6 +11,8 @@
 //! roles: [`load_file`] and [`load_str`] turn text into a [`Spec`] or an error naming
 //! `file:line:column`, and collects warnings for keys it does not know.
 
+pub mod faults;
+pub mod kong;
 mod load;
 pub mod matcher;
 pub mod pdk;
@@ -96,6 +98,8 @@ pub struct ServerSpec {
     pub on_connect: Vec<Notification>,
     /// How replies cycle.
     pub cycle: Cycle,
+    /// Seed for entries with a `probability` (reproducible chaos).
+    pub seed: u64,
 }
 
 /// One scripted reply of the server role.
@@ -115,6 +119,10 @@ pub struct Entry {
     /// ProtoBuf:1, `cmd_handle_event`: the PDK calls the mock plugin makes
     /// before it returns.
     pub pdk: Vec<PdkStep>,
+    /// What goes wrong instead of (or besides) a normal reply.
+    pub faults: faults::Faults,
+    /// When the entry applies (call numbers, probability).
+    pub when: faults::When,
 }
 
 /// A notification `[2, method, params]` the server sends.
@@ -136,6 +144,8 @@ pub struct ClientSpec {
     /// ProtoBuf:1: Kong's canned answers to PDK calls, per method name
     /// (`result` is the reply; `match` filters on the arguments).
     pub on_pdk: IndexMap<String, Vec<Entry>>,
+    /// Kong emulation: run requests through a plugin as Kong would.
+    pub kong: Option<kong::KongSpec>,
 }
 
 /// Proxy-role part of a spec.

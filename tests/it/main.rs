@@ -2,9 +2,15 @@
 //! `plugtap` binary runs on temporary Unix sockets, against raw peers,
 //! against its own other role, and against the real Python pluginserver.
 
+mod check;
 mod cli;
 mod client;
 mod codec;
+mod faults;
+mod kong;
+mod kong_mock;
+mod kong_query;
+mod kong_wire;
 mod pb_codec;
 mod pb_conversation;
 mod pb_faults;

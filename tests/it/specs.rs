@@ -30,6 +30,18 @@ const EXERCISED: &[(&str, &str)] = &[
         "pb-client-event-cycle.json",
         "pb_roles::full_event_cycle_between_client_and_server_roles",
     ),
+    (
+        "kong-hello.json",
+        "kong::one_line_spec_runs_a_request_through_the_python_plugin",
+    ),
+    (
+        "kong-requests.json",
+        "kong::instances_are_reused_then_replaced_on_a_config_change",
+    ),
+    (
+        "mock-faults.json",
+        "faults::the_shipped_chaos_mock_faults_the_same_calls_every_run",
+    ),
 ];
 
 #[test]
