@@ -9,6 +9,7 @@
 //! * [`spec`]: spec files (loading, matching, templating).
 //! * [`role`]: the server and client roles.
 //! * [`process`], [`shutdown`]: child processes and signals.
+//! * [`goplugin`]: HashiCorp go-plugin (handshake, gRPC decoding, roles).
 //!
 //! The binary (`src/main.rs`) only parses arguments, sets up logging and
 //! maps results to [`exit`] codes.
@@ -18,6 +19,7 @@
 pub mod codec;
 pub mod error;
 pub mod exit;
+pub mod goplugin;
 pub mod message;
 pub mod net;
 pub mod process;

@@ -25,6 +25,14 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The other direction.
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::ToServer => Direction::ToClient,
+            Direction::ToClient => Direction::ToServer,
+        }
+    }
+
     /// Arrow label for log lines.
     pub fn arrow(self) -> &'static str {
         match self {
@@ -46,6 +54,16 @@ pub enum Kind {
     Notification,
     /// Well-formed bytes that do not have the shape of any message.
     Malformed,
+    /// gRPC (go-plugin): a stream opened, with its request headers.
+    GrpcOpen,
+    /// gRPC (go-plugin): one length-prefixed message on a stream.
+    GrpcMessage,
+    /// gRPC (go-plugin): response headers.
+    GrpcHeaders,
+    /// gRPC (go-plugin): trailers, with the call's status.
+    GrpcTrailers,
+    /// gRPC (go-plugin): a stream reset or cut short.
+    GrpcReset,
 }
 
 impl Kind {
@@ -56,6 +74,11 @@ impl Kind {
             Kind::Response => "response",
             Kind::Notification => "notify",
             Kind::Malformed => "MALFORMED",
+            Kind::GrpcOpen => "open",
+            Kind::GrpcMessage => "message",
+            Kind::GrpcHeaders => "headers",
+            Kind::GrpcTrailers => "trailers",
+            Kind::GrpcReset => "RESET",
         }
     }
 }

@@ -253,6 +253,7 @@ fn entry(kind: Kind, value: &Json, problem: Option<&str>) -> Json {
             Kind::Response => "response",
             Kind::Notification => "notification",
             Kind::Malformed => "malformed",
+            other => other.label(),
         }
         .into(),
         value.clone(),
