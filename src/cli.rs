@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::commands::client::ClientArgs;
+use crate::commands::proxy::ProxyArgs;
 use crate::commands::run::RunArgs;
 use crate::commands::server::ServerArgs;
 
@@ -22,6 +23,10 @@ Examples:
   # Drive a real pluginserver the way Kong would, starting it first:
   plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\
       --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'
+
+  # Wrap a HashiCorp go-plugin plugin: give this to the host as the plugin
+  # command; every gRPC call is decoded on stderr:
+  plugtap proxy --protocol go-plugin -- ./my-plugin
 
   # The original tool's interface: role from the spec, spec from a file or stdin:
   plugtap -s specs/original-server.json
@@ -89,6 +94,18 @@ pub enum Command {
         after_help = "Example:\n  plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\\n      --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'"
     )]
     Client(ClientArgs),
+
+    /// Sit between a host and a plugin and decode their traffic.
+    ///
+    /// With `--protocol go-plugin`, plugtap is the plugin command a
+    /// go-plugin host launches: it starts the real plugin, rewrites its
+    /// handshake to point at plugtap, and decodes every gRPC call
+    /// (schema-less, or with --proto / --descriptor-set / server
+    /// reflection). Broker listeners are rewritten so brokered connections
+    /// are decoded too; AutoMTLS and multiplexed connections are relayed
+    /// unchanged, with a warning.
+    #[command(after_help = crate::commands::proxy::EXAMPLES)]
+    Proxy(ProxyArgs),
 }
 
 /// Options every role takes.

@@ -22,6 +22,9 @@ pub enum Outcome {
     Passed,
     /// Exit 1.
     Failed,
+    /// The exit code of a process plugtap stands in for (the go-plugin
+    /// wrapper exits with its plugin's code).
+    Code(u8),
 }
 
 impl From<Outcome> for ExitCode {
@@ -29,6 +32,7 @@ impl From<Outcome> for ExitCode {
         ExitCode::from(match o {
             Outcome::Passed => OK,
             Outcome::Failed => FAILED,
+            Outcome::Code(c) => c,
         })
     }
 }

@@ -13,16 +13,21 @@ pub enum Protocol {
     #[default]
     #[serde(rename = "MsgPack:1")]
     MsgPack1,
+    /// HashiCorp go-plugin: a handshake line on stdout, then gRPC over
+    /// HTTP/2 (Terraform, Vault, Packer, Nomad plugins).
+    #[serde(rename = "go-plugin")]
+    GoPlugin,
 }
 
 impl Protocol {
     /// Every protocol, in the order help texts list them.
-    pub const ALL: &'static [Protocol] = &[Protocol::MsgPack1];
+    pub const ALL: &'static [Protocol] = &[Protocol::MsgPack1, Protocol::GoPlugin];
 
     /// The name used in specs, recordings and Kong's query output.
     pub fn name(self) -> &'static str {
         match self {
             Protocol::MsgPack1 => "MsgPack:1",
+            Protocol::GoPlugin => "go-plugin",
         }
     }
 

@@ -2,6 +2,8 @@
 //! them into a library call. `dispatch` picks the subcommand.
 
 pub mod client;
+pub mod goplugin;
+pub mod proxy;
 pub mod run;
 pub mod server;
 
@@ -32,10 +34,27 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                 }
                 None => "-".into(),
             };
+            if goplugin::is_go_plugin_spec(&path) {
+                return goplugin::run_spec(&path, false, full).await;
+            }
             let spec = load(&path)?;
             let client = client::ClientRunArgs::default();
             run::run_spec(&spec, &CommonArgs::default(), &client, full, shutdown).await
         }
+        Some(Command::Run(args)) if goplugin::is_go_plugin_spec(&args.spec) => {
+            goplugin::run_spec(&args.spec, args.run.json, full).await
+        }
+        Some(Command::Server(args)) if goplugin::is_go_plugin_spec(&args.spec) => {
+            let spec = goplugin::load(&args.spec)?;
+            check_go_role(&spec, Role::Server);
+            goplugin::serve(spec, args.common.socket.clone(), args.common.max_message, full).await
+        }
+        Some(Command::Client(args)) if goplugin::is_go_plugin_spec(&args.spec) => {
+            let spec = goplugin::load(&args.spec)?;
+            check_go_role(&spec, Role::Client);
+            goplugin::drive(&spec, args.run.start_cmd.clone(), args.run.json, args.common.max_message).await
+        }
+        Some(Command::Proxy(args)) => proxy::proxy(args, full).await,
         Some(Command::Run(args)) => {
             let spec = load(&args.spec)?;
             run::run_spec(&spec, &args.common, &args.run, full, shutdown).await
@@ -74,6 +93,18 @@ pub fn load(path: &Path) -> anyhow::Result<Spec> {
 
 /// Warns when a spec written for another role runs in `wanted`.
 pub fn check_role(spec: &Spec, wanted: Role) {
+    if let Some(role) = spec.role.filter(|r| *r != wanted) {
+        tracing::warn!(
+            "{} says \"role\": \"{}\"; running it as {} as asked",
+            spec.source,
+            role.name(),
+            wanted.name()
+        );
+    }
+}
+
+/// Warns when a go-plugin spec written for another role runs in `wanted`.
+fn check_go_role(spec: &plugtap::goplugin::spec::GoSpec, wanted: Role) {
     if let Some(role) = spec.role.filter(|r| *r != wanted) {
         tracing::warn!(
             "{} says \"role\": \"{}\"; running it as {} as asked",
