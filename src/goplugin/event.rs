@@ -131,9 +131,9 @@ impl Decoded {
             }
             Kind::GrpcHeaders => s.push_str(&format!(" {m} {}", v.value["headers"])),
             Kind::GrpcTrailers => {
-                s.push_str(&format!(" {m} {}", v.value["status"].as_str().unwrap_or("?")));
-                if let Some(e) = &v.error {
-                    s.push_str(&format!(": {e}"));
+                match &v.error {
+                    Some(e) => s.push_str(&format!(" {m} {e}")),
+                    None => s.push_str(&format!(" {m} {}", v.value["status"].as_str().unwrap_or("?"))),
                 }
             }
             _ => s.push_str(&format!(" {m}")),

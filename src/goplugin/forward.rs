@@ -215,8 +215,13 @@ async fn pump(
         let next = tokio::select! {
             d = recv.data() => d,
             r = poll_fn(|cx| send.poll_reset(cx)) => {
-                let why = r.map_or_else(|e| e.to_string(), |r| format!("{r:?}"));
-                ctx.emit(label, id, dir.reverse(), Event::Reset(format!("the {to} reset the stream ({why})")));
+                // gRPC servers send RST_STREAM(NO_ERROR) after their
+                // trailers when the client has not finished sending: the
+                // call is over, not failed.
+                if !matches!(r, Ok(h2::Reason::NO_ERROR)) {
+                    let why = r.map_or_else(|e| e.to_string(), |r| format!("{r:?}"));
+                    ctx.emit(label, id, dir.reverse(), Event::Reset(format!("the {to} reset the stream ({why})")));
+                }
                 return;
             }
         };

@@ -81,6 +81,9 @@ pub async fn run(spec: GoSpec, opts: MockOptions) -> Result<i32> {
         .or_else(|| spec.socket.clone())
         .unwrap_or_else(|| env::socket_path(&env::socket_dir()));
     let listener = Listener::unix(&path)?;
+    // Before the handshake: a host may signal as soon as it has it.
+    let mut term = signal(SignalKind::terminate()).map_err(|source| Error::Io { context: "signals".into(), source })?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|source| Error::Io { context: "signals".into(), source })?;
     let line = format_line(version, &listener.address(), "grpc", false);
     {
         let mut out = std::io::stdout().lock();
@@ -113,8 +116,6 @@ pub async fn run(spec: GoSpec, opts: MockOptions) -> Result<i32> {
         known,
     });
     let hosted = std::env::var_os(env::PROTOCOL_VERSIONS).is_some();
-    let mut term = signal(SignalKind::terminate()).map_err(|source| Error::Io { context: "signals".into(), source })?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|source| Error::Io { context: "signals".into(), source })?;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -244,7 +245,7 @@ async fn serve_stream(
                 shared.stop.cancel();
             }
             None => {
-                let text = if shared.spec.services.contains_key(&svc) || shared.spec.schemas.has_service(&svc) {
+                let text = if shared.spec.services.contains_key(&svc) {
                     format!("unknown method {m} for service {svc}")
                 } else {
                     format!("unknown service {svc}")

@@ -80,6 +80,9 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
         .command
         .split_first()
         .ok_or_else(|| Error::Other("no plugin command given (put it after `--`)".into()))?;
+    // Before anything is printed: a host may signal as soon as it has the handshake.
+    let mut term = signal(SignalKind::terminate()).map_err(io("installing signal handlers"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io("installing signal handlers"))?;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::inherit())
@@ -104,7 +107,9 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
             let _ = tokio::time::timeout(Duration::from_millis(200), stdout.read_until(b'\n', &mut first)).await;
             if first.is_empty() {
                 let code = exit_code(status.ok());
-                tracing::error!("the plugin exited (code {code}) before printing a handshake; the host will say: plugin exited before we could connect");
+                tracing::error!(
+                    "the plugin exited (code {code}) without printing a handshake; the host will say: Unrecognized remote plugin message: \nFailed to read any lines from plugin's stdout (or, if it notices the exit first: plugin exited before we could connect)"
+                );
                 return Ok(code);
             }
             Ok(Ok(first.len()))
@@ -184,8 +189,6 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
     });
     let observer = tokio::spawn(observer::run(opts.observer.clone(), rx, None));
 
-    let mut term = signal(SignalKind::terminate()).map_err(io("installing signal handlers"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(io("installing signal handlers"))?;
     let upstream = accepted.address.clone();
     let status = loop {
         tokio::select! {

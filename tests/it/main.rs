@@ -5,6 +5,7 @@
 mod cli;
 mod client;
 mod codec;
+mod goplugin;
 mod peer;
 mod props;
 mod server;
