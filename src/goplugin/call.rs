@@ -85,14 +85,25 @@ async fn call_inner(
     let (response, mut body) = send
         .send_request(grpc::request(path), false)
         .map_err(|e| format!("cannot open a stream: {e}"))?;
-    for r in requests {
-        grpc::send_data(&mut body, frame::encode(r), false)
-            .await
-            .map_err(|e| format!("cannot send the request: {e}"))?;
+    // The last message carries END_STREAM. A server may answer (and close
+    // the stream) before it has read everything; then its answer counts,
+    // not the failed send.
+    let mut send_error = None;
+    if requests.is_empty() {
+        if let Err(e) = body.send_data(Bytes::new(), true) {
+            send_error = Some(format!("cannot end the request: {e}"));
+        }
     }
-    body.send_data(Bytes::new(), true)
-        .map_err(|e| format!("cannot end the request: {e}"))?;
-    let response = response.await.map_err(|e| format!("no response: {e}"))?;
+    for (i, r) in requests.iter().enumerate() {
+        if let Err(e) = grpc::send_data(&mut body, frame::encode(r), i + 1 == requests.len()).await {
+            send_error = Some(format!("cannot send the request: {e}"));
+            break;
+        }
+    }
+    let response = response.await.map_err(|e| match &send_error {
+        Some(s) => format!("{s}; no response: {e}"),
+        None => format!("no response: {e}"),
+    })?;
     let (head, mut recv) = response.into_parts();
     out.headers = grpc::header_pairs(&head.headers);
     if recv.is_end_stream() {
