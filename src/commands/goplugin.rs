@@ -43,8 +43,7 @@ pub struct GoPluginArgs {
 
 /// True when the spec file says `"protocol": "go-plugin"`.
 pub fn is_go_plugin_spec(path: &Path) -> bool {
-    path != Path::new("-")
-        && std::fs::read_to_string(path).is_ok_and(|t| spec::is_go_plugin(&t))
+    path != Path::new("-") && std::fs::read_to_string(path).is_ok_and(|t| spec::is_go_plugin(&t))
 }
 
 /// Loads a go-plugin spec and logs its warnings.
@@ -57,9 +56,16 @@ pub fn load(path: &Path) -> anyhow::Result<spec::GoSpec> {
 }
 
 /// `plugtap proxy --protocol go-plugin -- CMD`.
-pub async fn wrap(command: Vec<String>, listen: Option<PathBuf>, args: &GoPluginArgs, full: bool) -> anyhow::Result<Outcome> {
+pub async fn wrap(
+    command: Vec<String>,
+    listen: Option<PathBuf>,
+    args: &GoPluginArgs,
+    full: bool,
+) -> anyhow::Result<Outcome> {
     if command.is_empty() {
-        bail!("give the plugin to wrap after `--`: plugtap proxy --protocol go-plugin -- PLUGIN ARGS");
+        bail!(
+            "give the plugin to wrap after `--`: plugtap proxy --protocol go-plugin -- PLUGIN ARGS"
+        );
     }
     let mut schemas = Schemas::builtin();
     schemas
@@ -85,13 +91,35 @@ pub async fn wrap(command: Vec<String>, listen: Option<PathBuf>, args: &GoPlugin
 }
 
 /// The server role for a go-plugin spec.
-pub async fn serve(spec: spec::GoSpec, socket: Option<PathBuf>, max_message: usize, full: bool) -> anyhow::Result<Outcome> {
-    let code = mock::run(spec, mock::MockOptions { socket, max_message, full_values: full }).await?;
-    Ok(if code == 0 { Outcome::Passed } else { Outcome::Failed })
+pub async fn serve(
+    spec: spec::GoSpec,
+    socket: Option<PathBuf>,
+    max_message: usize,
+    full: bool,
+) -> anyhow::Result<Outcome> {
+    let code = mock::run(
+        spec,
+        mock::MockOptions {
+            socket,
+            max_message,
+            full_values: full,
+        },
+    )
+    .await?;
+    Ok(if code == 0 {
+        Outcome::Passed
+    } else {
+        Outcome::Failed
+    })
 }
 
 /// The client role for a go-plugin spec.
-pub async fn drive(spec: &spec::GoSpec, start_cmd: Option<String>, json: bool, max_message: usize) -> anyhow::Result<Outcome> {
+pub async fn drive(
+    spec: &spec::GoSpec,
+    start_cmd: Option<String>,
+    json: bool,
+    max_message: usize,
+) -> anyhow::Result<Outcome> {
     let report = host::run(
         spec,
         host::HostOptions {
@@ -114,6 +142,9 @@ pub async fn run_spec(path: &Path, json: bool, full: bool) -> anyhow::Result<Out
     match s.role {
         Some(Role::Server) => serve(s, None, 64 << 20, full).await,
         Some(Role::Client) => drive(&s, None, json, 64 << 20).await,
-        _ => bail!("{} names no role: add \"role\": \"server\" or \"client\"", s.source),
+        _ => bail!(
+            "{} names no role: add \"role\": \"server\" or \"client\"",
+            s.source
+        ),
     }
 }

@@ -47,12 +47,24 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Server(args)) if goplugin::is_go_plugin_spec(&args.spec) => {
             let spec = goplugin::load(&args.spec)?;
             check_go_role(&spec, Role::Server);
-            goplugin::serve(spec, args.common.socket.clone(), args.common.max_message, full).await
+            goplugin::serve(
+                spec,
+                args.common.socket.clone(),
+                args.common.max_message,
+                full,
+            )
+            .await
         }
         Some(Command::Client(args)) if goplugin::is_go_plugin_spec(&args.spec) => {
             let spec = goplugin::load(&args.spec)?;
             check_go_role(&spec, Role::Client);
-            goplugin::drive(&spec, args.run.start_cmd.clone(), args.run.json, args.common.max_message).await
+            goplugin::drive(
+                &spec,
+                args.run.start_cmd.clone(),
+                args.run.json,
+                args.common.max_message,
+            )
+            .await
         }
         Some(Command::Proxy(args)) => proxy::proxy(args, full).await,
         Some(Command::Run(args)) => {

@@ -64,7 +64,9 @@ pub async fn proxy(args: ProxyArgs, full: bool) -> anyhow::Result<Outcome> {
                 );
             }
             if args.upstream.is_some() {
-                bail!("--upstream does not apply to go-plugin: the plugin's handshake names its address");
+                bail!(
+                    "--upstream does not apply to go-plugin: the plugin's handshake names its address"
+                );
             }
             wrap(args.command, args.listen, &args.go, full).await
         }

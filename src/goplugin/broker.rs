@@ -54,16 +54,29 @@ impl Broker {
 
     /// Rewrites one `ConnInfo` travelling `dir` on `conn`; anything that is
     /// not an announcement of a listener is returned unchanged.
-    pub fn rewrite(&self, payload: &Bytes, dir: Direction, conn: &Arc<ConnLabel>, ctx: &Arc<ForwardCtx>) -> Bytes {
+    pub fn rewrite(
+        &self,
+        payload: &Bytes,
+        dir: Direction,
+        conn: &Arc<ConnLabel>,
+        ctx: &Arc<ForwardCtx>,
+    ) -> Bytes {
         let Some(info) = parse(payload) else {
-            tracing::warn!("{}: broker message is not a ConnInfo; forwarded unchanged", conn.name);
+            tracing::warn!(
+                "{}: broker message is not a ConnInfo; forwarded unchanged",
+                conn.name
+            );
             return payload.clone();
         };
         let announcer = match dir {
             Direction::ToServer => conn.client,
             Direction::ToClient => conn.server,
         };
-        let other = if announcer == conn.client { conn.server } else { conn.client };
+        let other = if announcer == conn.client {
+            conn.server
+        } else {
+            conn.client
+        };
         if info.knock || info.address.is_empty() {
             tracing::info!(
                 "{}: broker message for service {} from the {announcer} (knock or no address); forwarded unchanged",
@@ -86,7 +99,9 @@ impl Broker {
         };
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let listener = match &target {
-            Address::Unix(_) => Listener::unix(&self.dir.join(format!("broker{n}.sock"))).map_err(|e| e.to_string()),
+            Address::Unix(_) => {
+                Listener::unix(&self.dir.join(format!("broker{n}.sock"))).map_err(|e| e.to_string())
+            }
             Address::Tcp(_) => Listener::tcp("127.0.0.1:0").map_err(|e| e.to_string()),
         };
         let listener = match listener {
@@ -176,7 +191,11 @@ pub fn with_address(b: &[u8], network: &str, address: &str) -> Bytes {
                 put_varint(&mut out, (n << 3) | 2);
                 put_varint(&mut out, text.len() as u64);
                 out.extend_from_slice(text.as_bytes());
-                if *n == 2 { seen.0 = true } else { seen.1 = true }
+                if *n == 2 {
+                    seen.0 = true
+                } else {
+                    seen.1 = true
+                }
             }
             None => out.extend_from_slice(whole),
         }
@@ -194,7 +213,12 @@ pub fn with_address(b: &[u8], network: &str, address: &str) -> Bytes {
 /// Splits a message into (field number, wire type, value bytes). For
 /// VARINT the value is the varint's bytes; for LEN the payload.
 fn fields(b: &[u8]) -> Option<Vec<(u64, u64, &[u8])>> {
-    Some(spans(b)?.into_iter().map(|(n, w, v, _)| (n, w, v)).collect())
+    Some(
+        spans(b)?
+            .into_iter()
+            .map(|(n, w, v, _)| (n, w, v))
+            .collect(),
+    )
 }
 
 /// Like [`fields`], with each field's whole encoding (key included).

@@ -61,12 +61,20 @@ pub async fn call(
     max_message: usize,
 ) -> CallOutcome {
     let mut out = CallOutcome::default();
-    match tokio::time::timeout(timeout, call_inner(send, path, requests, take, max_message, &mut out)).await {
+    match tokio::time::timeout(
+        timeout,
+        call_inner(send, path, requests, take, max_message, &mut out),
+    )
+    .await
+    {
         Ok(Ok(())) => {}
         Ok(Err(e)) => out.transport_error = Some(e),
         Err(_) => {
             out.transport_error = Some(format!("no answer within {timeout:?}"));
-            out.status = out.status.take().or(Some((grpc::STATUS_DEADLINE, format!("plugtap gave up after {timeout:?}"))));
+            out.status = out.status.take().or(Some((
+                grpc::STATUS_DEADLINE,
+                format!("plugtap gave up after {timeout:?}"),
+            )));
         }
     }
     out
@@ -80,7 +88,11 @@ async fn call_inner(
     max_message: usize,
     out: &mut CallOutcome,
 ) -> Result<(), String> {
-    let ready = send.clone().ready().await.map_err(|e| format!("connection unusable: {e}"))?;
+    let ready = send
+        .clone()
+        .ready()
+        .await
+        .map_err(|e| format!("connection unusable: {e}"))?;
     *send = ready;
     let (response, mut body) = send
         .send_request(grpc::request(path), false)
@@ -89,13 +101,14 @@ async fn call_inner(
     // the stream) before it has read everything; then its answer counts,
     // not the failed send.
     let mut send_error = None;
-    if requests.is_empty() {
-        if let Err(e) = body.send_data(Bytes::new(), true) {
-            send_error = Some(format!("cannot end the request: {e}"));
-        }
+    if requests.is_empty()
+        && let Err(e) = body.send_data(Bytes::new(), true)
+    {
+        send_error = Some(format!("cannot end the request: {e}"));
     }
     for (i, r) in requests.iter().enumerate() {
-        if let Err(e) = grpc::send_data(&mut body, frame::encode(r), i + 1 == requests.len()).await {
+        if let Err(e) = grpc::send_data(&mut body, frame::encode(r), i + 1 == requests.len()).await
+        {
             send_error = Some(format!("cannot send the request: {e}"));
             break;
         }
@@ -121,7 +134,9 @@ async fn call_inner(
             match m {
                 Framed::Message(m) => out.messages.push(m.payload),
                 Framed::Oversized { len, max } => {
-                    return Err(format!("a {len}-byte response exceeds the {max}-byte limit"));
+                    return Err(format!(
+                        "a {len}-byte response exceeds the {max}-byte limit"
+                    ));
                 }
             }
             if take.is_some_and(|t| out.messages.len() >= t) {
@@ -133,7 +148,10 @@ async fn call_inner(
     if let Err(e) = decoder.decode_eof(&mut buf) {
         return Err(e.to_string());
     }
-    let trailers = recv.trailers().await.map_err(|e| format!("stream failed: {e}"))?;
+    let trailers = recv
+        .trailers()
+        .await
+        .map_err(|e| format!("stream failed: {e}"))?;
     if let Some(t) = trailers {
         out.trailers = grpc::header_pairs(&t);
         out.status = grpc::status_of(&t);

@@ -34,8 +34,12 @@ fn additional_notes(path: &Path) -> String {
     let Ok(meta) = std::fs::metadata(path) else {
         return String::new();
     };
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
-    let gid = std::fs::metadata("/proc/self").map(|m| m.gid()).unwrap_or(0);
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    let gid = std::fs::metadata("/proc/self")
+        .map(|m| m.gid())
+        .unwrap_or(0);
     let mut notes = String::from("\nAdditional notes about plugin:\n");
     notes.push_str(&format!("  Path: {}\n", path.display()));
     notes.push_str(&format!("  Mode: {}\n", go_mode(meta.mode())));

@@ -51,7 +51,11 @@ impl HostEnv {
             (MAX_PORT.into(), self.max_port.to_string()),
             (
                 PROTOCOL_VERSIONS.into(),
-                self.versions.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
+                self.versions
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
             ),
         ];
         if self.multiplex {
@@ -72,7 +76,10 @@ pub fn negotiate(plugin_versions: &[i64], host_list: Option<&str>) -> (i64, Vec<
     for entry in host_list.unwrap_or("").split(',').filter(|s| !s.is_empty()) {
         match entry.parse::<i64>() {
             Ok(v) => theirs.push(v),
-            Err(_) => warnings.push(format!("server sent invalid plugin version {}", super::goparse::go_quote(entry))),
+            Err(_) => warnings.push(format!(
+                "server sent invalid plugin version {}",
+                super::goparse::go_quote(entry)
+            )),
         }
     }
     let chosen = mine

@@ -122,20 +122,27 @@ impl Decoded {
                 let index = v.value["index"].as_u64().unwrap_or_default();
                 s.push_str(&format!(" #{index} {m}"));
                 if let Some(t) = v.value.get("type").and_then(Json::as_str) {
-                    s.push_str(&format!(" {t} {}", crate::message::shorten(&v.value["json"].to_string(), max)));
+                    s.push_str(&format!(
+                        " {t} {}",
+                        crate::message::shorten(&v.value["json"].to_string(), max)
+                    ));
                 } else if let Some(f) = v.value.get("fields") {
-                    s.push_str(&format!(" (no schema) {}", crate::message::shorten(&f.to_string(), max)));
+                    s.push_str(&format!(
+                        " (no schema) {}",
+                        crate::message::shorten(&f.to_string(), max)
+                    ));
                 } else if let Some(n) = v.value.get("note").and_then(Json::as_str) {
                     s.push_str(&format!(" ({n})"));
                 }
             }
             Kind::GrpcHeaders => s.push_str(&format!(" {m} {}", v.value["headers"])),
-            Kind::GrpcTrailers => {
-                match &v.error {
-                    Some(e) => s.push_str(&format!(" {m} {e}")),
-                    None => s.push_str(&format!(" {m} {}", v.value["status"].as_str().unwrap_or("?"))),
-                }
-            }
+            Kind::GrpcTrailers => match &v.error {
+                Some(e) => s.push_str(&format!(" {m} {e}")),
+                None => s.push_str(&format!(
+                    " {m} {}",
+                    v.value["status"].as_str().unwrap_or("?")
+                )),
+            },
             _ => s.push_str(&format!(" {m}")),
         }
         if let Some(p) = &v.problem {
@@ -164,10 +171,21 @@ pub fn headers_json(headers: &[(String, String)]) -> Json {
 }
 
 /// The view of trailers (or trailers-only headers).
-pub fn trailers_view(stream: u32, path: Option<String>, headers: &[(String, String)]) -> MessageView {
-    let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+pub fn trailers_view(
+    stream: u32,
+    path: Option<String>,
+    headers: &[(String, String)],
+) -> MessageView {
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let code = find("grpc-status").and_then(|c| c.trim().parse::<u32>().ok());
-    let message = find("grpc-message").map(|m| super::grpc::percent_decode(&m)).unwrap_or_default();
+    let message = find("grpc-message")
+        .map(|m| super::grpc::percent_decode(&m))
+        .unwrap_or_default();
     let status = code.map_or_else(|| "no grpc-status".to_owned(), status_name);
     let error = match code {
         Some(0) => None,

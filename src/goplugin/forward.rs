@@ -57,25 +57,44 @@ pub async fn connection(downstream: Stream, label: Arc<ConnLabel>, ctx: Arc<Forw
     let up = match label.upstream.connect().await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!("{}: cannot connect to {}: {e}; closing the {}'s connection", label.name, label.upstream, label.client);
+            tracing::error!(
+                "{}: cannot connect to {}: {e}; closing the {}'s connection",
+                label.name,
+                label.upstream,
+                label.client
+            );
             return;
         }
     };
     let mut server = match grpc::server(downstream).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!("{}: HTTP/2 handshake with the {} failed: {e} (is it speaking h2c gRPC?)", label.name, label.client);
+            tracing::error!(
+                "{}: HTTP/2 handshake with the {} failed: {e} (is it speaking h2c gRPC?)",
+                label.name,
+                label.client
+            );
             return;
         }
     };
     let send = match grpc::client(up).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!("{}: HTTP/2 handshake with the {} at {} failed: {e}", label.name, label.server, label.upstream);
+            tracing::error!(
+                "{}: HTTP/2 handshake with the {} at {} failed: {e}",
+                label.name,
+                label.server,
+                label.upstream
+            );
             return;
         }
     };
-    tracing::info!("{}: {} connected; forwarding to {}", label.name, label.client, label.upstream);
+    tracing::info!(
+        "{}: {} connected; forwarding to {}",
+        label.name,
+        label.client,
+        label.upstream
+    );
     loop {
         let next = tokio::select! {
             _ = ctx.cancel.cancelled() => break,
@@ -87,14 +106,22 @@ pub async fn connection(downstream: Stream, label: Arc<ConnLabel>, ctx: Arc<Forw
                 tokio::spawn(async move { stream(req, respond, send, label, ctx).await });
             }
             Some(Err(e)) => {
-                tracing::warn!("{}: connection from the {} failed: {e}", label.name, label.client);
+                tracing::warn!(
+                    "{}: connection from the {} failed: {e}",
+                    label.name,
+                    label.client
+                );
                 break;
             }
             None => break,
         }
     }
     server.graceful_shutdown();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), poll_fn(|cx| server.poll_closed(cx))).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        poll_fn(|cx| server.poll_closed(cx)),
+    )
+    .await;
     tracing::info!("{}: closed", label.name);
 }
 
@@ -108,18 +135,32 @@ async fn stream(
     let id = respond.stream_id().as_u32();
     let (parts, req_body) = req.into_parts();
     let path = parts.uri.path().to_owned();
-    let mut shown = vec![(":method".to_owned(), parts.method.to_string()), (":path".to_owned(), path.clone())];
+    let mut shown = vec![
+        (":method".to_owned(), parts.method.to_string()),
+        (":path".to_owned(), path.clone()),
+    ];
     if let Some(a) = parts.uri.authority() {
         shown.push((":authority".into(), a.to_string()));
     }
     shown.extend(grpc::header_pairs(&parts.headers));
-    ctx.emit(&label, id, Direction::ToServer, Event::Open { path: path.clone(), headers: shown });
+    ctx.emit(
+        &label,
+        id,
+        Direction::ToServer,
+        Event::Open {
+            path: path.clone(),
+            headers: shown,
+        },
+    );
 
     let uri = match (parts.uri.scheme(), parts.uri.authority()) {
         (Some(_), Some(_)) => parts.uri.clone(),
-        _ => format!("http://unused{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()))
-            .parse()
-            .unwrap_or_else(|_| parts.uri.clone()),
+        _ => format!(
+            "http://unused{}",
+            parts.uri.path_and_query().map_or("/", |p| p.as_str())
+        )
+        .parse()
+        .unwrap_or_else(|_| parts.uri.clone()),
     };
     let mut up_req = Request::new(());
     *up_req.method_mut() = parts.method.clone();
@@ -134,7 +175,10 @@ async fn stream(
     let (resp_fut, up_body) = match sent {
         Ok(x) => x,
         Err(e) => {
-            let msg = format!("plugtap could not forward the call to the {}: {e}", label.server);
+            let msg = format!(
+                "plugtap could not forward the call to the {}: {e}",
+                label.server
+            );
             tracing::warn!("{} s{id}: {msg}", label.name);
             ctx.emit(&label, id, Direction::ToClient, Event::Reset(msg.clone()));
             let trailers_only = Response::builder()
@@ -154,7 +198,16 @@ async fn stream(
     } else {
         let (label, ctx) = (label.clone(), ctx.clone());
         Some(tokio::spawn(async move {
-            pump(req_body, up_body, &label, &ctx, id, Direction::ToServer, broker).await;
+            pump(
+                req_body,
+                up_body,
+                &label,
+                &ctx,
+                id,
+                Direction::ToServer,
+                broker,
+            )
+            .await;
         }))
     };
     let resp = tokio::select! {
@@ -170,7 +223,12 @@ async fn stream(
         Ok(r) => r,
         Err(e) => {
             let reason = e.reason().unwrap_or(h2::Reason::INTERNAL_ERROR);
-            ctx.emit(&label, id, Direction::ToClient, Event::Reset(format!("the {} failed the stream: {e}", label.server)));
+            ctx.emit(
+                &label,
+                id,
+                Direction::ToClient,
+                Event::Reset(format!("the {} failed the stream: {e}", label.server)),
+            );
             respond.send_reset(reason);
             if let Some(t) = req_task {
                 t.abort();
@@ -183,7 +241,15 @@ async fn stream(
     let mut shown = vec![(":status".to_owned(), rparts.status.as_u16().to_string())];
     shown.extend(grpc::header_pairs(&rparts.headers));
     let down = respond.send_response(Response::from_parts(rparts, ()), rend);
-    ctx.emit(&label, id, Direction::ToClient, Event::Headers { headers: shown, end: rend });
+    ctx.emit(
+        &label,
+        id,
+        Direction::ToClient,
+        Event::Headers {
+            headers: shown,
+            end: rend,
+        },
+    );
     match down {
         Ok(down) if !rend => pump(rbody, down, &label, &ctx, id, Direction::ToClient, broker).await,
         Ok(_) => {}
@@ -229,10 +295,14 @@ async fn pump(
             Some(Ok(chunk)) => {
                 let len = chunk.len();
                 let ok = match &mut framing {
-                    None => grpc::send_data(&mut send, chunk.clone(), false).await.is_ok(),
+                    None => grpc::send_data(&mut send, chunk.clone(), false)
+                        .await
+                        .is_ok(),
                     Some((decoder, buf)) => {
                         buf.extend_from_slice(&chunk);
-                        match forward_broker_messages(decoder, buf, &mut send, label, ctx, dir).await {
+                        match forward_broker_messages(decoder, buf, &mut send, label, ctx, dir)
+                            .await
+                        {
                             BrokerMode::Framed => true,
                             BrokerMode::Raw => {
                                 framing = None;
@@ -251,18 +321,23 @@ async fn pump(
             }
             Some(Err(e)) => {
                 let reason = e.reason().unwrap_or(h2::Reason::CANCEL);
-                ctx.emit(label, id, dir, Event::Reset(format!("the {from} reset the stream: {e}")));
+                ctx.emit(
+                    label,
+                    id,
+                    dir,
+                    Event::Reset(format!("the {from} reset the stream: {e}")),
+                );
                 send.send_reset(reason);
                 return;
             }
             None => break,
         }
     }
-    if let Some((_, buf)) = &mut framing {
-        if !buf.is_empty() {
-            // Bytes that never formed a message go on as they are.
-            let _ = grpc::send_data(&mut send, buf.split().freeze(), false).await;
-        }
+    if let Some((_, buf)) = &mut framing
+        && !buf.is_empty()
+    {
+        // Bytes that never formed a message go on as they are.
+        let _ = grpc::send_data(&mut send, buf.split().freeze(), false).await;
     }
     match recv.trailers().await {
         Ok(Some(t)) => {
@@ -277,7 +352,12 @@ async fn pump(
         Err(e) => {
             let reason = e.reason().unwrap_or(h2::Reason::CANCEL);
             send.send_reset(reason);
-            ctx.emit(label, id, dir, Event::Reset(format!("the {from} reset the stream: {e}")));
+            ctx.emit(
+                label,
+                id,
+                dir,
+                Event::Reset(format!("the {from} reset the stream: {e}")),
+            );
         }
     }
 }
@@ -315,8 +395,14 @@ async fn forward_broker_messages(
                     label.name,
                     crate::codec::hex(&buf[..frame::PREFIX])
                 );
-                let ok = grpc::send_data(send, buf.split().freeze(), false).await.is_ok();
-                return if ok { BrokerMode::Raw } else { BrokerMode::Gone };
+                let ok = grpc::send_data(send, buf.split().freeze(), false)
+                    .await
+                    .is_ok();
+                return if ok {
+                    BrokerMode::Raw
+                } else {
+                    BrokerMode::Gone
+                };
             }
         }
         match decoder.decode(buf) {
@@ -326,7 +412,10 @@ async fn forward_broker_messages(
                     Some(b) => b.rewrite(&m.payload, dir, label, ctx),
                     None => m.payload.clone(),
                 };
-                if grpc::send_data(send, frame::encode(&out), false).await.is_err() {
+                if grpc::send_data(send, frame::encode(&out), false)
+                    .await
+                    .is_err()
+                {
                     return BrokerMode::Gone;
                 }
             }

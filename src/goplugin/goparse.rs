@@ -68,7 +68,10 @@ mod tests {
             go_atoi("99999999999999999999"),
             Err("strconv.Atoi: parsing \"99999999999999999999\": value out of range".into())
         );
-        assert_eq!(go_atoi(" 1").unwrap_err(), "strconv.Atoi: parsing \" 1\": invalid syntax");
+        assert_eq!(
+            go_atoi(" 1").unwrap_err(),
+            "strconv.Atoi: parsing \" 1\": invalid syntax"
+        );
     }
 
     #[test]

@@ -96,7 +96,11 @@ pub async fn client(io: Stream) -> Result<h2::client::SendRequest<Bytes>, h2::Er
 
 /// Sends `data` on a stream, waiting for flow-control capacity instead of
 /// buffering without bound.
-pub async fn send_data(send: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> Result<(), h2::Error> {
+pub async fn send_data(
+    send: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+) -> Result<(), h2::Error> {
     if data.is_empty() {
         return send.send_data(data, end);
     }
@@ -143,10 +147,10 @@ pub fn response() -> Response<()> {
 pub fn status_trailers(code: u32, message: &str) -> HeaderMap {
     let mut t = HeaderMap::new();
     t.insert("grpc-status", HeaderValue::from(code));
-    if !message.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&percent_encode(message)) {
-            t.insert("grpc-message", v);
-        }
+    if !message.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&percent_encode(message))
+    {
+        t.insert("grpc-message", v);
     }
     t
 }
@@ -164,7 +168,12 @@ pub fn status_of(h: &HeaderMap) -> Option<(u32, String)> {
 /// Headers as ordered name/value pairs (values lossily as text).
 pub fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
     h.iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 

@@ -63,7 +63,9 @@ pub async fn run(spec: &GoSpec, opts: HostOptions) -> Result<HostReport> {
         .start_cmd
         .clone()
         .or_else(|| spec.start_cmd.clone())
-        .ok_or_else(|| Error::Other("no plugin to start: give `start_cmd` in the spec or --start-cmd".into()))?;
+        .ok_or_else(|| {
+            Error::Other("no plugin to start: give `start_cmd` in the spec or --start-cmd".into())
+        })?;
     let hs = &spec.handshake;
     let host_env = HostEnv {
         cookie_key: hs.magic_cookie_key.clone(),
@@ -82,15 +84,19 @@ pub async fn run(spec: &GoSpec, opts: HostOptions) -> Result<HostReport> {
         allowed_protocols: hs.allowed_protocols.clone(),
         multiplex: hs.multiplex,
     };
-    let timeout = opts
-        .start_timeout
-        .unwrap_or_else(|| Duration::try_from_secs_f64(hs.start_timeout_s).unwrap_or(Duration::from_secs(60)));
+    let timeout = opts.start_timeout.unwrap_or_else(|| {
+        Duration::try_from_secs_f64(hs.start_timeout_s).unwrap_or(Duration::from_secs(60))
+    });
     let mut plugin = Plugin::spawn(&cmd, &vars)?;
     let mut report = HostReport {
         calls: spec
             .calls
             .iter()
-            .map(|c| CallReport { name: c.name.clone(), path: c.path(), ..Default::default() })
+            .map(|c| CallReport {
+                name: c.name.clone(),
+                path: c.path(),
+                ..Default::default()
+            })
             .collect(),
         ..Default::default()
     };
@@ -111,12 +117,20 @@ pub async fn run(spec: &GoSpec, opts: HostOptions) -> Result<HostReport> {
             tracing::error!("plugin handshake rejected: {e}");
             report.handshake_error = Some(e.to_string());
             let status = plugin.kill().await;
-            report.shutdown = Some(format!("killed after the failed start ({})", describe(status)));
+            report.shutdown = Some(format!(
+                "killed after the failed start ({})",
+                describe(status)
+            ));
             return Ok(report);
         }
     };
     report.app_version = Some(accepted.app_version);
-    tracing::info!("handshake accepted: app protocol {}, {} at {}", accepted.app_version, accepted.protocol, accepted.address);
+    tracing::info!(
+        "handshake accepted: app protocol {}, {} at {}",
+        accepted.app_version,
+        accepted.protocol,
+        accepted.address
+    );
     if accepted.server_cert.is_some() {
         report.failures.push("the plugin uses AutoMTLS (its handshake carries a certificate); plugtap's host speaks plain h2c only".into());
         let status = plugin.kill().await;
@@ -147,9 +161,31 @@ pub async fn run(spec: &GoSpec, opts: HostOptions) -> Result<HostReport> {
     }
     for (c, r) in spec.calls.iter().zip(report.calls.iter_mut()) {
         match c.broker {
-            None => run_call(&mut send, c, r, &mut schemas, spec.reflection, &accepted.address, opts.max_message).await,
+            None => {
+                run_call(
+                    &mut send,
+                    c,
+                    r,
+                    &mut schemas,
+                    spec.reflection,
+                    &accepted.address,
+                    opts.max_message,
+                )
+                .await
+            }
             Some(id) => match dial_broker(id, &announced, &mut brokered).await {
-                Ok((conn, addr)) => run_call(conn, c, r, &mut schemas, spec.reflection, &addr, opts.max_message).await,
+                Ok((conn, addr)) => {
+                    run_call(
+                        conn,
+                        c,
+                        r,
+                        &mut schemas,
+                        spec.reflection,
+                        &addr,
+                        opts.max_message,
+                    )
+                    .await
+                }
                 Err(e) => {
                     r.ran = true;
                     r.failures.push(e);
@@ -162,9 +198,21 @@ pub async fn run(spec: &GoSpec, opts: HostOptions) -> Result<HostReport> {
     if let Some(mut b) = broker {
         let _ = b.send_data(Bytes::new(), true);
     }
-    let out = call(&mut send, "/plugin.GRPCController/Shutdown", &[Bytes::new()], None, Duration::from_secs(2), opts.max_message).await;
+    let out = call(
+        &mut send,
+        "/plugin.GRPCController/Shutdown",
+        &[Bytes::new()],
+        None,
+        Duration::from_secs(2),
+        opts.max_message,
+    )
+    .await;
     if out.code() != 0 {
-        tracing::info!("GRPCController.Shutdown: {} {} (ignored, as the host does)", grpc::status_name(out.code()), out.message());
+        tracing::info!(
+            "GRPCController.Shutdown: {} {} (ignored, as the host does)",
+            grpc::status_name(out.code()),
+            out.message()
+        );
     }
     drop(send);
     report.shutdown = Some(match plugin.wait(EXIT_GRACE).await {
@@ -185,10 +233,16 @@ fn describe(s: Option<std::process::ExitStatus>) -> String {
 /// Opens `GRPCBroker/StartStream` and leaves it open; the returned handle
 /// ends it. Announcements from the plugin are noted for [`dial_broker`].
 /// Errors are ignored, as the host ignores them.
-async fn open_broker(send: &mut SendRequest<Bytes>, announced: Arc<Announced>, max: usize) -> Option<h2::SendStream<Bytes>> {
+async fn open_broker(
+    send: &mut SendRequest<Bytes>,
+    announced: Arc<Announced>,
+    max: usize,
+) -> Option<h2::SendStream<Bytes>> {
     let ready = send.clone().ready().await.ok()?;
     *send = ready;
-    let (resp, body) = send.send_request(grpc::request(super::forward::BROKER_PATH), false).ok()?;
+    let (resp, body) = send
+        .send_request(grpc::request(super::forward::BROKER_PATH), false)
+        .ok()?;
     tokio::spawn(async move {
         let Ok(r) = resp.await else { return };
         let mut b = r.into_body();
@@ -198,14 +252,23 @@ async fn open_broker(send: &mut SendRequest<Bytes>, announced: Arc<Announced>, m
             let _ = b.flow_control().release_capacity(chunk.len());
             buf.extend_from_slice(&chunk);
             while let Ok(Some(Framed::Message(m))) = dec.decode(&mut buf) {
-                let Some(info) = super::broker::parse(&m.payload) else { continue };
+                let Some(info) = super::broker::parse(&m.payload) else {
+                    continue;
+                };
                 let addr = match info.network.as_str() {
                     "unix" => crate::net::Address::Unix(info.address.clone().into()),
                     "tcp" => crate::net::Address::Tcp(info.address.clone()),
                     _ => continue,
                 };
-                tracing::info!("the plugin announced broker service {} at {addr}", info.service_id);
-                announced.addrs.lock().unwrap_or_else(|e| e.into_inner()).insert(info.service_id, addr);
+                tracing::info!(
+                    "the plugin announced broker service {} at {addr}",
+                    info.service_id
+                );
+                announced
+                    .addrs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(info.service_id, addr);
                 announced.changed.notify_waiters();
             }
         }
@@ -222,26 +285,46 @@ async fn dial_broker<'a>(
     let deadline = tokio::time::Instant::now() + BROKER_WAIT;
     let addr = loop {
         let wait = announced.changed.notified();
-        if let Some(a) = announced.addrs.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned() {
+        if let Some(a) = announced
+            .addrs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+        {
             break a;
         }
         if tokio::time::timeout_at(deadline, wait).await.is_err() {
-            return Err(format!("broker service {id}: timeout waiting for connection info"));
+            return Err(format!(
+                "broker service {id}: timeout waiting for connection info"
+            ));
         }
     };
-    if !conns.contains_key(&id) {
-        let io = addr.connect().await.map_err(|e| format!("broker service {id}: cannot connect to {addr}: {e}"))?;
-        let s = grpc::client(io).await.map_err(|e| format!("broker service {id}: HTTP/2 with {addr}: {e}"))?;
-        conns.insert(id, s);
-    }
-    Ok((conns.get_mut(&id).expect("inserted above"), addr))
+    let conn = match conns.entry(id) {
+        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            let io = addr
+                .connect()
+                .await
+                .map_err(|e| format!("broker service {id}: cannot connect to {addr}: {e}"))?;
+            let s = grpc::client(io)
+                .await
+                .map_err(|e| format!("broker service {id}: HTTP/2 with {addr}: {e}"))?;
+            v.insert(s)
+        }
+    };
+    Ok((conn, addr))
 }
 
 /// Calls `GRPCStdio/StreamStdio` and logs what arrives on it.
 async fn start_stdio(send: &mut SendRequest<Bytes>, schemas: &Schemas, max: usize) {
-    let Ok(ready) = send.clone().ready().await else { return };
+    let Ok(ready) = send.clone().ready().await else {
+        return;
+    };
     *send = ready;
-    let Ok((resp, mut body)) = send.send_request(grpc::request("/plugin.GRPCStdio/StreamStdio"), false) else {
+    let Ok((resp, mut body)) =
+        send.send_request(grpc::request("/plugin.GRPCStdio/StreamStdio"), false)
+    else {
         return;
     };
     let _ = grpc::send_data(&mut body, super::frame::encode(&[]), true).await;
@@ -249,7 +332,9 @@ async fn start_stdio(send: &mut SendRequest<Bytes>, schemas: &Schemas, max: usiz
     tokio::spawn(async move {
         let Ok(r) = resp.await else { return };
         let (head, mut b) = r.into_parts();
-        if let Some((code, _)) = grpc::status_of(&head.headers).filter(|(c, _)| *c == grpc::UNIMPLEMENTED || *c == grpc::UNAVAILABLE) {
+        if let Some((code, _)) = grpc::status_of(&head.headers)
+            .filter(|(c, _)| *c == grpc::UNIMPLEMENTED || *c == grpc::UNAVAILABLE)
+        {
             let _ = code;
             tracing::warn!("stdio service not available, stdout/stderr syncing unavailable");
             return;
@@ -260,10 +345,21 @@ async fn start_stdio(send: &mut SendRequest<Bytes>, schemas: &Schemas, max: usiz
             let _ = b.flow_control().release_capacity(chunk.len());
             buf.extend_from_slice(&chunk);
             while let Ok(Some(Framed::Message(m))) = dec.decode(&mut buf) {
-                let shown = desc.as_ref().and_then(|d| super::schema::decode_dynamic(d, &m.payload).ok());
+                let shown = desc
+                    .as_ref()
+                    .and_then(|d| super::schema::decode_dynamic(d, &m.payload).ok());
                 if let Some(msg) = shown {
-                    let ch = msg.get_field_by_name("channel").and_then(|v| v.as_enum_number()).unwrap_or(0);
-                    let data = msg.get_field_by_name("data").and_then(|v| v.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned())).unwrap_or_default();
+                    let ch = msg
+                        .get_field_by_name("channel")
+                        .and_then(|v| v.as_enum_number())
+                        .unwrap_or(0);
+                    let data = msg
+                        .get_field_by_name("data")
+                        .and_then(|v| {
+                            v.as_bytes()
+                                .map(|b| String::from_utf8_lossy(b).into_owned())
+                        })
+                        .unwrap_or_default();
                     let name = if ch == 2 { "stderr" } else { "stdout" };
                     tracing::info!("[plugin {name} via GRPCStdio] {}", data.trim_end());
                 }
@@ -279,12 +375,29 @@ async fn start_stdio(send: &mut SendRequest<Bytes>, schemas: &Schemas, max: usiz
 }
 
 /// `Health/Check{service: "plugin"}` must say SERVING.
-async fn health(send: &mut SendRequest<Bytes>, schemas: &Schemas, report: &mut HostReport, max: usize) {
-    let Some(req_d) = schemas.message("grpc.health.v1.HealthCheckRequest") else { return };
-    let Some(resp_d) = schemas.message("grpc.health.v1.HealthCheckResponse") else { return };
+async fn health(
+    send: &mut SendRequest<Bytes>,
+    schemas: &Schemas,
+    report: &mut HostReport,
+    max: usize,
+) {
+    let Some(req_d) = schemas.message("grpc.health.v1.HealthCheckRequest") else {
+        return;
+    };
+    let Some(resp_d) = schemas.message("grpc.health.v1.HealthCheckResponse") else {
+        return;
+    };
     let mut req = DynamicMessage::new(req_d);
     req.set_field_by_name("service", Value::String("plugin".into()));
-    let out = call(send, "/grpc.health.v1.Health/Check", &[Bytes::from(req.encode_to_vec())], None, Duration::from_secs(10), max).await;
+    let out = call(
+        send,
+        "/grpc.health.v1.Health/Check",
+        &[Bytes::from(req.encode_to_vec())],
+        None,
+        Duration::from_secs(10),
+        max,
+    )
+    .await;
     if out.code() != 0 {
         report.failures.push(format!(
             "health check failed: {} {} (hosts restart plugins whose Ping fails)",
@@ -300,7 +413,9 @@ async fn health(send: &mut SendRequest<Bytes>, schemas: &Schemas, report: &mut H
         .and_then(|j| j.get("status").cloned())
         .unwrap_or(Json::String("UNKNOWN".into()));
     if status != "SERVING" {
-        report.failures.push(format!("health check: service \"plugin\" is {status}, not SERVING"));
+        report.failures.push(format!(
+            "health check: service \"plugin\" is {status}, not SERVING"
+        ));
     } else {
         tracing::info!("health check: plugin is SERVING");
     }
@@ -316,9 +431,15 @@ async fn run_call(
     max: usize,
 ) {
     r.ran = true;
-    if schemas.method(&c.service, &c.method).is_none() && reflection && !schemas.has_service(&c.service) {
+    if schemas.method(&c.service, &c.method).is_none()
+        && reflection
+        && !schemas.has_service(&c.service)
+    {
         match super::reflection::fetch(addr, &c.service, schemas).await {
-            Ok(n) => tracing::info!("schema for {} from server reflection ({n} files)", c.service),
+            Ok(n) => tracing::info!(
+                "schema for {} from server reflection ({n} files)",
+                c.service
+            ),
             Err(e) => tracing::info!("no schema for {} by reflection: {e}", c.service),
         }
     }
@@ -330,7 +451,10 @@ async fn run_call(
             Body::Raw(j) => super::wire::encode(j),
             Body::Json(j) => match &md {
                 Some(md) => encode_json(&md.input(), j),
-                None => Err(format!("no schema for {} to encode the request (give `schema` or write `request_raw`)", c.path())),
+                None => Err(format!(
+                    "no schema for {} to encode the request (give `schema` or write `request_raw`)",
+                    c.path()
+                )),
             },
         };
         match bytes {
@@ -345,7 +469,11 @@ async fn run_call(
     let timeout = Duration::try_from_secs_f64(c.timeout_s).unwrap_or(Duration::from_secs(10));
     let out = call(send, &c.path(), &requests, c.take, timeout, max).await;
     r.elapsed_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    let code = if c.take.is_some_and(|t| out.messages.len() >= t) && out.status.is_none() { 0 } else { out.code() };
+    let code = if c.take.is_some_and(|t| out.messages.len() >= t) && out.status.is_none() {
+        0
+    } else {
+        out.code()
+    };
     r.status = Some(code);
     r.status_name = Some(grpc::status_name(code));
     r.message = Some(out.message()).filter(|m| !m.is_empty() && code != 0);
@@ -353,24 +481,36 @@ async fn run_call(
         .messages
         .iter()
         .map(|m| match &md {
-            Some(md) => decode_json(&md.output(), m).unwrap_or_else(|_| super::wire::decode(m).unwrap_or(Json::Null)),
+            Some(md) => decode_json(&md.output(), m)
+                .unwrap_or_else(|_| super::wire::decode(m).unwrap_or(Json::Null)),
             None => super::wire::decode(m).unwrap_or_else(|_| Json::String(crate::codec::hex(m))),
         })
         .collect();
-    tracing::info!("{} → {} {}", c.path(), grpc::status_name(code), Json::Array(r.responses.clone()));
+    tracing::info!(
+        "{} → {} {}",
+        c.path(),
+        grpc::status_name(code),
+        Json::Array(r.responses.clone())
+    );
     let want = c.expect.status.unwrap_or(0);
     if code != want {
         r.failures.push(format!(
             "expected status {}, got {}{}",
             grpc::status_name(want),
             grpc::status_name(code),
-            r.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+            r.message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
         ));
     }
     if let Some(text) = &c.expect.message
         && !out.message().contains(text.as_str())
     {
-        r.failures.push(format!("expected a status message containing {text:?}, got {:?}", out.message()));
+        r.failures.push(format!(
+            "expected a status message containing {text:?}, got {:?}",
+            out.message()
+        ));
     }
     if let Some(p) = &c.expect.response {
         match r.responses.first() {
@@ -380,7 +520,11 @@ async fn run_call(
     }
     if let Some(ps) = &c.expect.responses {
         if ps.len() != r.responses.len() {
-            r.failures.push(format!("expected {} responses, got {}", ps.len(), r.responses.len()));
+            r.failures.push(format!(
+                "expected {} responses, got {}",
+                ps.len(),
+                r.responses.len()
+            ));
         }
         for (p, got) in ps.iter().zip(&r.responses) {
             r.mismatches.extend(matcher::diff(p, got));

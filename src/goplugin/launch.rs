@@ -78,7 +78,10 @@ impl Plugin {
             source,
         })?;
         let shown = &display;
-        tracing::info!("started plugin `{shown}` (pid {})", child.id().unwrap_or_default());
+        tracing::info!(
+            "started plugin `{shown}` (pid {})",
+            child.id().unwrap_or_default()
+        );
         let (tx, rx) = oneshot::channel();
         if let Some(out) = child.stdout.take() {
             tokio::spawn(read_stdout(out, tx));
@@ -125,7 +128,10 @@ impl Plugin {
         if self.status.is_some() {
             return self.status;
         }
-        let s = tokio::time::timeout(grace, self.child.wait()).await.ok()?.ok();
+        let s = tokio::time::timeout(grace, self.child.wait())
+            .await
+            .ok()?
+            .ok();
         self.status = s;
         s
     }
@@ -196,7 +202,11 @@ pub fn hclog(line: &str) -> Option<(&'static str, String)> {
         "error" => "error",
         _ => "info",
     };
-    let mut text = map.get("@message").and_then(Json::as_str).unwrap_or("").to_owned();
+    let mut text = map
+        .get("@message")
+        .and_then(Json::as_str)
+        .unwrap_or("")
+        .to_owned();
     for (k, v) in &map {
         if !matches!(k.as_str(), "@message" | "@level" | "@timestamp") {
             text.push_str(&format!(" {k}={v}"));
@@ -206,7 +216,13 @@ pub fn hclog(line: &str) -> Option<(&'static str, String)> {
 }
 
 fn prefix_level(line: &str) -> &'static str {
-    for (p, l) in [("[TRACE]", "trace"), ("[DEBUG]", "debug"), ("[INFO]", "info"), ("[WARN]", "warn"), ("[ERROR]", "error")] {
+    for (p, l) in [
+        ("[TRACE]", "trace"),
+        ("[DEBUG]", "debug"),
+        ("[INFO]", "info"),
+        ("[WARN]", "warn"),
+        ("[ERROR]", "error"),
+    ] {
         if line.starts_with(p) {
             return l;
         }

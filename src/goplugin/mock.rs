@@ -59,7 +59,10 @@ struct Shared {
 /// Runs the mock until it is shut down; returns the exit code.
 pub async fn run(spec: GoSpec, opts: MockOptions) -> Result<i32> {
     let hs = &spec.handshake;
-    if !hs.magic_cookie_key.is_empty() && std::env::var(&hs.magic_cookie_key).ok().as_deref() != Some(hs.magic_cookie_value.as_str()) {
+    if !hs.magic_cookie_key.is_empty()
+        && std::env::var(&hs.magic_cookie_key).ok().as_deref()
+            != Some(hs.magic_cookie_value.as_str())
+    {
         eprint!("{}", env::NOT_A_PLUGIN);
         return Ok(1);
     }
@@ -70,10 +73,14 @@ pub async fn run(spec: GoSpec, opts: MockOptions) -> Result<i32> {
         eprintln!();
     }
     if std::env::var_os(env::MULTIPLEX_GRPC).is_some() {
-        tracing::warn!("the host asks for gRPC broker multiplexing; the mock does not support it and says so by leaving out handshake field 7");
+        tracing::warn!(
+            "the host asks for gRPC broker multiplexing; the mock does not support it and says so by leaving out handshake field 7"
+        );
     }
     if std::env::var_os(env::CLIENT_CERT).is_some() {
-        tracing::warn!("the host asks for AutoMTLS; the mock serves plain h2c and prints no certificate");
+        tracing::warn!(
+            "the host asks for AutoMTLS; the mock serves plain h2c and prints no certificate"
+        );
     }
     let path = opts
         .socket
@@ -82,14 +89,23 @@ pub async fn run(spec: GoSpec, opts: MockOptions) -> Result<i32> {
         .unwrap_or_else(|| env::socket_path(&env::socket_dir()));
     let listener = Listener::unix(&path)?;
     // Before the handshake: a host may signal as soon as it has it.
-    let mut term = signal(SignalKind::terminate()).map_err(|source| Error::Io { context: "signals".into(), source })?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|source| Error::Io { context: "signals".into(), source })?;
+    let mut term = signal(SignalKind::terminate()).map_err(|source| Error::Io {
+        context: "signals".into(),
+        source,
+    })?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|source| Error::Io {
+        context: "signals".into(),
+        source,
+    })?;
     let line = format_line(version, &listener.address(), "grpc", false);
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")
             .and_then(|()| out.flush())
-            .map_err(|source| Error::Io { context: "printing the handshake".into(), source })?;
+            .map_err(|source| Error::Io {
+                context: "printing the handshake".into(),
+                source,
+            })?;
     }
     tracing::info!("mock plugin listening; handshake {line}");
 
@@ -180,7 +196,11 @@ async fn connection(io: crate::net::Stream, shared: Arc<Shared>) {
         }
     }
     conn.graceful_shutdown();
-    let _ = tokio::time::timeout(Duration::from_millis(500), std::future::poll_fn(|cx| conn.poll_closed(cx))).await;
+    let _ = tokio::time::timeout(
+        Duration::from_millis(500),
+        std::future::poll_fn(|cx| conn.poll_closed(cx)),
+    )
+    .await;
 }
 
 async fn serve_stream(
@@ -192,13 +212,19 @@ async fn serve_stream(
     let id = respond.stream_id().as_u32();
     let (parts, mut body) = req.into_parts();
     let path = parts.uri.path().to_owned();
-    let mut shown = vec![(":method".to_owned(), parts.method.to_string()), (":path".to_owned(), path.clone())];
+    let mut shown = vec![
+        (":method".to_owned(), parts.method.to_string()),
+        (":path".to_owned(), path.clone()),
+    ];
     shown.extend(grpc::header_pairs(&parts.headers));
     let _ = shared.events.send(Observed {
         conn: label.clone(),
         stream: id,
         dir: Direction::ToServer,
-        event: Event::Open { path: path.clone(), headers: shown },
+        event: Event::Open {
+            path: path.clone(),
+            headers: shown,
+        },
     });
     let answer = Answer {
         conn: label,
@@ -207,7 +233,14 @@ async fn serve_stream(
         respond,
     };
     let Some((svc, m)) = split_path(&path) else {
-        answer.reply(&[], grpc::UNIMPLEMENTED, &format!("malformed method name: {path:?}"), None).await;
+        answer
+            .reply(
+                &[],
+                grpc::UNIMPLEMENTED,
+                &format!("malformed method name: {path:?}"),
+                None,
+            )
+            .await;
         return;
     };
     let (svc, m) = (svc.to_owned(), m.to_owned());
@@ -221,13 +254,21 @@ async fn serve_stream(
         tokio::spawn(async move {
             while let Some(Ok(chunk)) = b.data().await {
                 let _ = b.flow_control().release_capacity(chunk.len());
-                let _ = reader_events.send(Observed { conn: reader_conn.clone(), stream: id, dir: Direction::ToServer, event: Event::Data(chunk) });
+                let _ = reader_events.send(Observed {
+                    conn: reader_conn.clone(),
+                    stream: id,
+                    dir: Direction::ToServer,
+                    event: Event::Data(chunk),
+                });
             }
         });
         answer.reply(&[], 0, "", Some(stop)).await;
         return;
     }
-    let requests = match answer.read_requests(&mut body, shared.opts.max_message).await {
+    let requests = match answer
+        .read_requests(&mut body, shared.opts.max_message)
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("{} s{id} {path}: {e}", answer.conn.name);
@@ -236,9 +277,20 @@ async fn serve_stream(
         }
     };
     let Some(entries) = entries else {
-        match builtin(&svc, &m, requests.first(), &shared.spec.schemas, &shared.known, &shared.spec.stdio) {
-            Some(Builtin::Reply(msgs, status, text)) => answer.reply(&msgs, status, &text, None).await,
-            Some(Builtin::Hold(msgs)) => answer.reply(&msgs, 0, "", Some(shared.stop.clone())).await,
+        match builtin(
+            &svc,
+            &m,
+            requests.first(),
+            &shared.spec.schemas,
+            &shared.known,
+            &shared.spec.stdio,
+        ) {
+            Some(Builtin::Reply(msgs, status, text)) => {
+                answer.reply(&msgs, status, &text, None).await
+            }
+            Some(Builtin::Hold(msgs)) => {
+                answer.reply(&msgs, 0, "", Some(shared.stop.clone())).await
+            }
             Some(Builtin::Shutdown) => {
                 answer.reply(&[Bytes::new()], 0, "", None).await;
                 tracing::info!("GRPCController.Shutdown called: stopping");
@@ -255,11 +307,20 @@ async fn serve_stream(
         }
         return;
     };
-    let decoded = requests.first().map(|r| decode_request(&shared, &svc, &m, r));
+    let decoded = requests
+        .first()
+        .map(|r| decode_request(&shared, &svc, &m, r));
     let Some(entry) = pick(&shared, &path, entries, decoded.as_ref()) else {
-        let got = decoded.map(|d| d.to_string()).unwrap_or_else(|| "no request message".into());
+        let got = decoded
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "no request message".into());
         answer
-            .reply(&[], grpc::UNIMPLEMENTED, &format!("plugtap mock: no entry for {path} matches the request {got}"), None)
+            .reply(
+                &[],
+                grpc::UNIMPLEMENTED,
+                &format!("plugtap mock: no entry for {path} matches the request {got}"),
+                None,
+            )
             .await;
         return;
     };
@@ -280,12 +341,16 @@ async fn serve_stream(
         match bytes {
             Ok(b) => msgs.push(Bytes::from(b)),
             Err(e) => {
-                answer.reply(&[], grpc::INTERNAL, &format!("plugtap mock: {e}"), None).await;
+                answer
+                    .reply(&[], grpc::INTERNAL, &format!("plugtap mock: {e}"), None)
+                    .await;
                 return;
             }
         }
     }
-    answer.reply(&msgs, entry.status, &entry.message, None).await;
+    answer
+        .reply(&msgs, entry.status, &entry.message, None)
+        .await;
 }
 
 /// A request as JSON: protobuf JSON with a schema, raw fields without.
@@ -300,7 +365,12 @@ fn decode_request(shared: &Shared, svc: &str, m: &str, bytes: &Bytes) -> Json {
 
 /// The next entry among those matching the request, cycling per set of
 /// candidates across all connections.
-fn pick<'a>(shared: &Shared, path: &str, entries: &'a [Entry], request: Option<&Json>) -> Option<&'a Entry> {
+fn pick<'a>(
+    shared: &Shared,
+    path: &str,
+    entries: &'a [Entry],
+    request: Option<&Json>,
+) -> Option<&'a Entry> {
     let candidates: Vec<usize> = entries
         .iter()
         .enumerate()
@@ -315,7 +385,9 @@ fn pick<'a>(shared: &Shared, path: &str, entries: &'a [Entry], request: Option<&
         return None;
     }
     let mut cursors = shared.cursors.lock().unwrap_or_else(|e| e.into_inner());
-    let pos = cursors.entry((path.to_owned(), candidates.clone())).or_insert(0);
+    let pos = cursors
+        .entry((path.to_owned(), candidates.clone()))
+        .or_insert(0);
     let chosen = candidates[*pos % candidates.len()];
     *pos += 1;
     Some(&entries[chosen])

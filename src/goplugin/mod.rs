@@ -3,7 +3,7 @@
 //!
 //! Layers, bottom up:
 //!
-//! * [`handshake`], [`goparse`], [`diagnose`], [`env`]: the handshake line,
+//! * [`handshake`], [`goparse`], [`diagnose`], [`env`](mod@env): the handshake line,
 //!   the host's checks and error texts, the environment between host and
 //!   plugin.
 //! * [`frame`]: gRPC's 5-byte message prefix (a codec, no I/O).

@@ -70,10 +70,19 @@ pub async fn run(
             Event::Open { path, headers } => {
                 let mut method = None;
                 if let Some((svc, m)) = split_path(&path) {
-                    if !schemas.has_service(svc) && opts.reflection && tried.insert((ob.conn.upstream.clone(), svc.to_owned())) {
+                    if !schemas.has_service(svc)
+                        && opts.reflection
+                        && tried.insert((ob.conn.upstream.clone(), svc.to_owned()))
+                    {
                         match reflection::fetch(&ob.conn.upstream, svc, &mut schemas).await {
-                            Ok(n) => tracing::info!("{}: schema for {svc} from server reflection ({n} files)", ob.conn.name),
-                            Err(e) => tracing::info!("{}: no schema for {svc} ({e}); decoding by wire type", ob.conn.name),
+                            Ok(n) => tracing::info!(
+                                "{}: schema for {svc} from server reflection ({n} files)",
+                                ob.conn.name
+                            ),
+                            Err(e) => tracing::info!(
+                                "{}: no schema for {svc} ({e}); decoding by wire type",
+                                ob.conn.name
+                            ),
                         }
                     }
                     method = schemas.method(svc, m);
@@ -181,10 +190,16 @@ fn decode_chunk(
     if side.broken {
         return;
     }
-    let decoder = side.decoder.get_or_insert_with(|| MessageDecoder::new(opts.max_message));
+    let decoder = side
+        .decoder
+        .get_or_insert_with(|| MessageDecoder::new(opts.max_message));
     side.buf.extend_from_slice(chunk);
     loop {
-        let next = if eof { decoder.decode_eof(&mut side.buf) } else { decoder.decode(&mut side.buf) };
+        let next = if eof {
+            decoder.decode_eof(&mut side.buf)
+        } else {
+            decoder.decode(&mut side.buf)
+        };
         let base = |kind, problem: Option<String>, value| MessageView {
             kind,
             id: Some(u64::from(stream)),
@@ -223,9 +238,13 @@ fn decode_chunk(
                 } else {
                     match &ty {
                         Some(desc) => match decode_json(desc, &m.payload) {
-                            Ok(j) => (json!({"index": index, "size": size, "type": desc.full_name(), "json": j}), None),
+                            Ok(j) => (
+                                json!({"index": index, "size": size, "type": desc.full_name(), "json": j}),
+                                None,
+                            ),
                             Err(e) => {
-                                let fields = wire::decode(&m.payload).unwrap_or_else(|_| json!(crate::codec::hex(&m.payload)));
+                                let fields = wire::decode(&m.payload)
+                                    .unwrap_or_else(|_| json!(crate::codec::hex(&m.payload)));
                                 (
                                     json!({"index": index, "size": size, "fields": fields}),
                                     Some(format!("not a valid {}: {e}", desc.full_name())),
@@ -233,7 +252,10 @@ fn decode_chunk(
                             }
                         },
                         None => match wire::decode(&m.payload) {
-                            Ok(fields) => (json!({"index": index, "size": size, "fields": fields}), None),
+                            Ok(fields) => (
+                                json!({"index": index, "size": size, "fields": fields}),
+                                None,
+                            ),
                             Err(e) => (
                                 json!({"index": index, "size": size, "hex": crate::codec::hex(&m.payload)}),
                                 Some(format!("not protobuf: {e}")),

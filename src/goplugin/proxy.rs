@@ -65,7 +65,10 @@ pub fn undecodable_reason(fields: &Fields, mux_env: bool) -> Option<String> {
             fields.protocol()
         ));
     }
-    let mux = fields.mux().and_then(super::goparse::go_parse_bool).unwrap_or(false);
+    let mux = fields
+        .mux()
+        .and_then(super::goparse::go_parse_bool)
+        .unwrap_or(false);
     if mux_env && mux {
         return Some(
             "gRPC broker multiplexing is on (PLUGIN_MULTIPLEX_GRPC): the connection is a yamux session, which plugtap does not demultiplex; bytes are relayed unchanged".into(),
@@ -124,13 +127,22 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
             let _ = child.start_kill();
             return Ok(exit_code(child.wait().await.ok()));
         }
-        Ok(Err(e)) => return Err(Error::Io { context: "reading the plugin's stdout".into(), source: e }),
+        Ok(Err(e)) => {
+            return Err(Error::Io {
+                context: "reading the plugin's stdout".into(),
+                source: e,
+            });
+        }
         Ok(Ok(_)) => {}
     }
     let text = String::from_utf8_lossy(&first).into_owned();
     let fields = Fields::split(&text);
     let rules = HostRules {
-        versions: fields.get(1).and_then(|v| v.parse().ok()).into_iter().collect(),
+        versions: fields
+            .get(1)
+            .and_then(|v| v.parse().ok())
+            .into_iter()
+            .collect(),
         allowed_protocols: vec!["grpc".into(), "netrpc".into()],
         multiplex: false,
     };
@@ -146,8 +158,18 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
             return Ok(exit_code(child.wait().await.ok()));
         }
     };
-    tracing::info!("plugin handshake: {} (app protocol {}, {} at {})", fields.line, accepted.app_version, accepted.protocol, accepted.address);
-    let mux_env = std::env::var(env::MULTIPLEX_GRPC).ok().as_deref().and_then(super::goparse::go_parse_bool).unwrap_or(false);
+    tracing::info!(
+        "plugin handshake: {} (app protocol {}, {} at {})",
+        fields.line,
+        accepted.app_version,
+        accepted.protocol,
+        accepted.address
+    );
+    let mux_env = std::env::var(env::MULTIPLEX_GRPC)
+        .ok()
+        .as_deref()
+        .and_then(super::goparse::go_parse_bool)
+        .unwrap_or(false);
     let relay_reason = undecodable_reason(&fields, mux_env);
     if let Some(r) = &relay_reason {
         tracing::warn!("{r}");
@@ -156,12 +178,16 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
     let private = env::socket_dir().join(format!("plugtap-{}.d", std::process::id()));
     let listener = match (&opts.listen, &accepted.address) {
         (Some(p), _) => Listener::unix(p)?,
-        (None, Address::Unix(_)) => Listener::unix(&env::socket_dir().join(format!("plugtap-{}.sock", std::process::id())))?,
+        (None, Address::Unix(_)) => {
+            Listener::unix(&env::socket_dir().join(format!("plugtap-{}.sock", std::process::id())))?
+        }
         (None, Address::Tcp(_)) => Listener::tcp("127.0.0.1:0").map_err(io("listening on TCP"))?,
     };
     let mine = listener.address();
     let line = fields.with_address(&mine);
-    out.write_all(format!("{line}\n").as_bytes()).await.map_err(io("writing the handshake"))?;
+    out.write_all(format!("{line}\n").as_bytes())
+        .await
+        .map_err(io("writing the handshake"))?;
     out.flush().await.map_err(io("writing the handshake"))?;
     tracing::info!("told the host: {line}");
     // Whatever the plugin prints after the handshake goes to the host as is.
@@ -175,7 +201,10 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
         match std::fs::create_dir_all(&private) {
             Ok(()) => Some(Broker::new(private.clone())),
             Err(e) => {
-                tracing::warn!("cannot create {}: {e}; brokered connections will not be captured", private.display());
+                tracing::warn!(
+                    "cannot create {}: {e}; brokered connections will not be captured",
+                    private.display()
+                );
                 None
             }
         }
@@ -241,7 +270,10 @@ fn signal_child(pid: u32, sig: nix::sys::signal::Signal) {
 pub fn exit_code(status: Option<std::process::ExitStatus>) -> i32 {
     use std::os::unix::process::ExitStatusExt as _;
     match status {
-        Some(s) => s.code().or_else(|| s.signal().map(|n| 128 + n)).unwrap_or(1),
+        Some(s) => s
+            .code()
+            .or_else(|| s.signal().map(|n| 128 + n))
+            .unwrap_or(1),
         None => 1,
     }
 }

@@ -28,11 +28,24 @@ pub async fn fetch(addr: &Address, symbol: &str, schemas: &mut Schemas) -> Resul
 }
 
 async fn fetch_inner(addr: &Address, symbol: &str, schemas: &mut Schemas) -> Result<usize, String> {
-    let io = addr.connect().await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let mut send = super::grpc::client(io).await.map_err(|e| format!("HTTP/2 with {addr}: {e}"))?;
+    let io = addr
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let mut send = super::grpc::client(io)
+        .await
+        .map_err(|e| format!("HTTP/2 with {addr}: {e}"))?;
     let mut last = String::new();
     for version in ["v1alpha", "v1"] {
-        match files_for(&mut send, version, "file_containing_symbol", symbol, schemas).await {
+        match files_for(
+            &mut send,
+            version,
+            "file_containing_symbol",
+            symbol,
+            schemas,
+        )
+        .await
+        {
             Ok(mut files) => {
                 let mut rounds = 0;
                 loop {
@@ -42,12 +55,16 @@ async fn fetch_inner(addr: &Address, symbol: &str, schemas: &mut Schemas) -> Res
                     }
                     rounds += 1;
                     for name in missing {
-                        let more = files_for(&mut send, version, "file_by_filename", &name, schemas).await?;
+                        let more =
+                            files_for(&mut send, version, "file_by_filename", &name, schemas)
+                                .await?;
                         files.extend(more);
                     }
                 }
                 let n = files.len();
-                schemas.add_file_descriptor_protos(files).map_err(|e| e.to_string())?;
+                schemas
+                    .add_file_descriptor_protos(files)
+                    .map_err(|e| e.to_string())?;
                 return Ok(n);
             }
             Err(e) => last = e,
@@ -91,7 +108,15 @@ async fn files_for(
     let mut req = DynamicMessage::new(req_desc);
     req.set_field_by_name(field, Value::String(value.to_owned()));
     let path = format!("/{pkg}.ServerReflection/ServerReflectionInfo");
-    let out = call(send, &path, &[Bytes::from(req.encode_to_vec())], Some(1), TIMEOUT, 64 << 20).await;
+    let out = call(
+        send,
+        &path,
+        &[Bytes::from(req.encode_to_vec())],
+        Some(1),
+        TIMEOUT,
+        64 << 20,
+    )
+    .await;
     let Some(first) = out.messages.first() else {
         return Err(format!(
             "{path}: {} {}",
@@ -100,10 +125,16 @@ async fn files_for(
         ));
     };
     let resp = decode_dynamic(&resp_desc, first)?;
-    if let Some(err) = resp.get_field_by_name("error_response").filter(|_| resp.has_field_by_name("error_response")) {
+    if let Some(err) = resp
+        .get_field_by_name("error_response")
+        .filter(|_| resp.has_field_by_name("error_response"))
+    {
         let msg = err
             .as_message()
-            .and_then(|m| m.get_field_by_name("error_message").and_then(|v| v.as_str().map(str::to_owned)))
+            .and_then(|m| {
+                m.get_field_by_name("error_message")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+            })
             .unwrap_or_default();
         return Err(format!("reflection: {msg}"));
     }
@@ -112,8 +143,12 @@ async fn files_for(
         .and_then(|v| {
             v.as_message().and_then(|m| {
                 m.get_field_by_name("file_descriptor_proto").and_then(|l| {
-                    l.as_list()
-                        .map(|items| items.iter().filter_map(|i| i.as_bytes().map(|b| b.to_vec())).collect::<Vec<_>>())
+                    l.as_list().map(|items| {
+                        items
+                            .iter()
+                            .filter_map(|i| i.as_bytes().map(|b| b.to_vec()))
+                            .collect::<Vec<_>>()
+                    })
                 })
             })
         })

@@ -54,8 +54,15 @@ impl HostReport {
     pub fn outcome(&self) -> Outcome {
         let bad = self.handshake_error.is_some()
             || !self.failures.is_empty()
-            || self.calls.iter().any(|c| !c.ran || !c.failures.is_empty() || !c.mismatches.is_empty());
-        if bad { Outcome::Failed } else { Outcome::Passed }
+            || self
+                .calls
+                .iter()
+                .any(|c| !c.ran || !c.failures.is_empty() || !c.mismatches.is_empty());
+        if bad {
+            Outcome::Failed
+        } else {
+            Outcome::Passed
+        }
     }
 
     /// The summary printed on stderr.

@@ -9,15 +9,23 @@
 use std::path::{Path, PathBuf};
 
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor, SerializeOptions};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor, SerializeOptions,
+};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 use serde_json::Value as Json;
 
 const BUILTIN: &[(&str, &str)] = &[
     ("plugtap/plugin.proto", include_str!("protos/plugin.proto")),
     ("plugtap/health.proto", include_str!("protos/health.proto")),
-    ("plugtap/reflection_v1alpha.proto", include_str!("protos/reflection_v1alpha.proto")),
-    ("plugtap/reflection_v1.proto", include_str!("protos/reflection_v1.proto")),
+    (
+        "plugtap/reflection_v1alpha.proto",
+        include_str!("protos/reflection_v1alpha.proto"),
+    ),
+    (
+        "plugtap/reflection_v1.proto",
+        include_str!("protos/reflection_v1.proto"),
+    ),
 ];
 
 /// A schema source that cannot be used.
@@ -69,13 +77,24 @@ impl Schemas {
     /// Adds `.proto` files; imports are looked up next to each file, in
     /// `includes`, and among Google's well-known types. Errors name
     /// `file:line:column`.
-    pub fn add_proto_files(&mut self, files: &[PathBuf], includes: &[PathBuf]) -> Result<(), SchemaError> {
+    pub fn add_proto_files(
+        &mut self,
+        files: &[PathBuf],
+        includes: &[PathBuf],
+    ) -> Result<(), SchemaError> {
         for file in files {
             let mut dirs: Vec<PathBuf> = includes.to_vec();
-            let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let parent = file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             dirs.push(parent.to_owned());
-            let set = protox::compile([file], &dirs)
-                .map_err(|e| SchemaError(format!("{}: {e:?}", file.display()).replace(&format!("{}: {}:", file.display(), file_name(file)), &format!("{}:", file.display()))))?;
+            let set = protox::compile([file], &dirs).map_err(|e| {
+                SchemaError(format!("{}: {e:?}", file.display()).replace(
+                    &format!("{}: {}:", file.display(), file_name(file)),
+                    &format!("{}:", file.display()),
+                ))
+            })?;
             self.pool
                 .add_file_descriptor_set(set)
                 .map_err(|e| SchemaError(format!("{}: {e}", file.display())))?;
@@ -86,11 +105,20 @@ impl Schemas {
     /// Adds a serialized `FileDescriptorSet` (`protoc --descriptor_set_out`,
     /// `buf build -o`).
     pub fn add_descriptor_set(&mut self, path: &Path) -> Result<(), SchemaError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| SchemaError(format!("cannot read descriptor set {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            SchemaError(format!(
+                "cannot read descriptor set {}: {e}",
+                path.display()
+            ))
+        })?;
         self.pool
             .decode_file_descriptor_set(bytes.as_slice())
-            .map_err(|e| SchemaError(format!("{}: not a usable descriptor set: {e}", path.display())))
+            .map_err(|e| {
+                SchemaError(format!(
+                    "{}: not a usable descriptor set: {e}",
+                    path.display()
+                ))
+            })
     }
 
     /// Adds serialized `FileDescriptorProto`s (from server reflection), in
@@ -98,8 +126,11 @@ impl Schemas {
     pub fn add_file_descriptor_protos(&mut self, files: Vec<Vec<u8>>) -> Result<(), SchemaError> {
         let mut pending = Vec::new();
         for b in files {
-            let fd = prost_types::FileDescriptorProto::decode(b.as_slice())
-                .map_err(|e| SchemaError(format!("reflection sent an undecodable file descriptor: {e}")))?;
+            let fd = prost_types::FileDescriptorProto::decode(b.as_slice()).map_err(|e| {
+                SchemaError(format!(
+                    "reflection sent an undecodable file descriptor: {e}"
+                ))
+            })?;
             if self.pool.get_file_by_name(fd.name()).is_none() {
                 pending.push(fd);
             }
@@ -158,12 +189,17 @@ impl Schemas {
 
     /// Service names, for messages.
     pub fn service_names(&self) -> Vec<String> {
-        self.pool.services().map(|s| s.full_name().to_owned()).collect()
+        self.pool
+            .services()
+            .map(|s| s.full_name().to_owned())
+            .collect()
     }
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Decodes bytes as `desc` into canonical protobuf JSON.

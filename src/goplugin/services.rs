@@ -54,7 +54,11 @@ impl Answer {
 
     /// Reads request messages until the client ends its side (or `max`
     /// bytes of framing error). Events are emitted as they arrive.
-    pub async fn read_requests(&self, body: &mut RecvStream, max_message: usize) -> Result<Vec<Bytes>, String> {
+    pub async fn read_requests(
+        &self,
+        body: &mut RecvStream,
+        max_message: usize,
+    ) -> Result<Vec<Bytes>, String> {
         let mut decoder = MessageDecoder::new(max_message);
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
@@ -66,7 +70,9 @@ impl Answer {
             while let Some(f) = decoder.decode(&mut buf).map_err(|e| e.to_string())? {
                 match f {
                     Framed::Message(m) => out.push(m.payload),
-                    Framed::Oversized { len, max } => return Err(format!("a {len}-byte request exceeds the {max}-byte limit")),
+                    Framed::Oversized { len, max } => {
+                        return Err(format!("a {len}-byte request exceeds the {max}-byte limit"));
+                    }
                 }
             }
         }
@@ -77,14 +83,27 @@ impl Answer {
 
     /// Answers with `messages` then `status`; holds the stream open until
     /// `hold` fires when given (server streams that never end on their own).
-    pub async fn reply(mut self, messages: &[Bytes], status: u32, message: &str, hold: Option<CancellationToken>) {
+    pub async fn reply(
+        mut self,
+        messages: &[Bytes],
+        status: u32,
+        message: &str,
+        hold: Option<CancellationToken>,
+    ) {
         if messages.is_empty() && hold.is_none() {
             // Trailers-only response.
             let mut head = grpc::response();
-            head.headers_mut().extend(grpc::status_trailers(status, message));
+            head.headers_mut()
+                .extend(grpc::status_trailers(status, message));
             let shown = pairs_with_status(&head);
             if self.respond.send_response(head, true).is_ok() {
-                self.emit(Direction::ToClient, Event::Headers { headers: shown, end: true });
+                self.emit(
+                    Direction::ToClient,
+                    Event::Headers {
+                        headers: shown,
+                        end: true,
+                    },
+                );
             }
             return;
         }
@@ -97,10 +116,19 @@ impl Answer {
                 return;
             }
         };
-        self.emit(Direction::ToClient, Event::Headers { headers: shown, end: false });
+        self.emit(
+            Direction::ToClient,
+            Event::Headers {
+                headers: shown,
+                end: false,
+            },
+        );
         for m in messages {
             let framed = frame::encode(m);
-            if grpc::send_data(&mut send, framed.clone(), false).await.is_err() {
+            if grpc::send_data(&mut send, framed.clone(), false)
+                .await
+                .is_err()
+            {
                 return;
             }
             self.emit(Direction::ToClient, Event::Data(framed));
@@ -151,12 +179,23 @@ pub fn builtin(
     match (service, method) {
         ("grpc.health.v1.Health", "Check" | "Watch") => {
             let asked = first_request
-                .and_then(|b| schemas.message("grpc.health.v1.HealthCheckRequest").and_then(|d| super::schema::decode_dynamic(&d, b).ok()))
-                .and_then(|m| m.get_field_by_name("service").and_then(|v| v.as_str().map(str::to_owned)))
+                .and_then(|b| {
+                    schemas
+                        .message("grpc.health.v1.HealthCheckRequest")
+                        .and_then(|d| super::schema::decode_dynamic(&d, b).ok())
+                })
+                .and_then(|m| {
+                    m.get_field_by_name("service")
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                })
                 .unwrap_or_default();
             let serving = asked.is_empty() || asked == "plugin" || known_services.contains(&asked);
             if !serving && method == "Check" {
-                return Some(Builtin::Reply(vec![], grpc::NOT_FOUND, "unknown service".into()));
+                return Some(Builtin::Reply(
+                    vec![],
+                    grpc::NOT_FOUND,
+                    "unknown service".into(),
+                ));
             }
             let desc = schemas.message("grpc.health.v1.HealthCheckResponse")?;
             let mut resp = DynamicMessage::new(desc);
@@ -176,7 +215,11 @@ pub fn builtin(
                 .iter()
                 .map(|l| {
                     let mut m = DynamicMessage::new(desc.clone());
-                    let channel = if l.channel.eq_ignore_ascii_case("stderr") { 2 } else { 1 };
+                    let channel = if l.channel.eq_ignore_ascii_case("stderr") {
+                        2
+                    } else {
+                        1
+                    };
                     m.set_field_by_name("channel", Value::EnumNumber(channel));
                     m.set_field_by_name("data", Value::Bytes(Bytes::from(l.data.clone())));
                     Bytes::from(m.encode_to_vec())

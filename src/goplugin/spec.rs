@@ -178,14 +178,21 @@ pub fn is_go_plugin(text: &str) -> bool {
     serde_json_lenient::from_str::<Peek>(text)
         .ok()
         .and_then(|p| p.protocol)
-        .is_some_and(|p| p.as_str().is_some_and(|s| s.eq_ignore_ascii_case("go-plugin")))
+        .is_some_and(|p| {
+            p.as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("go-plugin"))
+        })
 }
 
 /// Loads a go-plugin spec file.
 pub fn load_file(path: &Path) -> Result<GoSpec, SpecError> {
     let source = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| plain(&source, format!("cannot read spec: {e}")))?;
-    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| plain(&source, format!("cannot read spec: {e}")))?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     load_str(&text, &source, base)
 }
 
@@ -197,7 +204,10 @@ pub fn load_str(text: &str, source: &str, base: &Path) -> Result<GoSpec, SpecErr
         .map_err(|e| positioned(source, &e))?;
     de.end().map_err(|e| positioned(source, &e))?;
     if raw.version.unwrap_or(1) != 1 {
-        return Err(plain(source, "spec version is not supported (only 1)".into()));
+        return Err(plain(
+            source,
+            "spec version is not supported (only 1)".into(),
+        ));
     }
     if let Some(p) = &raw.protocol
         && !p.eq_ignore_ascii_case("go-plugin")
@@ -212,7 +222,9 @@ pub fn load_str(text: &str, source: &str, base: &Path) -> Result<GoSpec, SpecErr
         .add_proto_files(&files, &includes)
         .map_err(|e| plain(source, e.to_string()))?;
     for d in &schema.descriptor_sets {
-        schemas.add_descriptor_set(&base.join(d)).map_err(|e| plain(source, e.to_string()))?;
+        schemas
+            .add_descriptor_set(&base.join(d))
+            .map_err(|e| plain(source, e.to_string()))?;
     }
     let mut services = IndexMap::new();
     for (svc, methods) in raw.services.unwrap_or_default() {
@@ -243,7 +255,10 @@ pub fn load_str(text: &str, source: &str, base: &Path) -> Result<GoSpec, SpecErr
         calls,
         health: raw.health.unwrap_or(true),
         reflection: raw.reflection.unwrap_or(true),
-        warnings: unknown.into_iter().map(|k| format!("unknown key `{k}` is ignored")).collect(),
+        warnings: unknown
+            .into_iter()
+            .map(|k| format!("unknown key `{k}` is ignored"))
+            .collect(),
     };
     check(&spec).map_err(|m| plain(source, m))?;
     Ok(spec)
@@ -263,7 +278,8 @@ fn check(spec: &GoSpec) -> Result<(), String> {
                     })?;
                     for b in &e.responses {
                         if let Body::Json(j) = b {
-                            super::schema::encode_json(&md.output(), j).map_err(|err| format!("{at}: {err}"))?;
+                            super::schema::encode_json(&md.output(), j)
+                                .map_err(|err| format!("{at}: {err}"))?;
                         }
                     }
                 }
@@ -274,7 +290,8 @@ fn check(spec: &GoSpec) -> Result<(), String> {
         if let Some(md) = spec.schemas.method(&c.service, &c.method) {
             for b in &c.requests {
                 if let Body::Json(j) = b {
-                    super::schema::encode_json(&md.input(), j).map_err(|err| format!("calls[{i}]: {err}"))?;
+                    super::schema::encode_json(&md.input(), j)
+                        .map_err(|err| format!("calls[{i}]: {err}"))?;
                 }
             }
         } else if c.requests.iter().any(|b| matches!(b, Body::Json(_))) && !spec.reflection {
@@ -287,7 +304,13 @@ fn check(spec: &GoSpec) -> Result<(), String> {
     Ok(())
 }
 
-fn body(json: Option<Json>, raw: Option<Json>, hex: Option<String>, at: &str, what: &str) -> Result<Option<Body>, String> {
+fn body(
+    json: Option<Json>,
+    raw: Option<Json>,
+    hex: Option<String>,
+    at: &str,
+    what: &str,
+) -> Result<Option<Body>, String> {
     match (json, raw, hex) {
         (None, None, None) => Ok(None),
         (Some(j), None, None) => Ok(Some(Body::Json(j))),
@@ -298,14 +321,17 @@ fn body(json: Option<Json>, raw: Option<Json>, hex: Option<String>, at: &str, wh
         (None, None, Some(h)) => super::wire::unhex(&h)
             .map(|b| Some(Body::Hex(b)))
             .ok_or_else(|| format!("{at}.{what}_hex: not hexadecimal")),
-        _ => Err(format!("{at}: give one of `{what}`, `{what}_raw` and `{what}_hex`")),
+        _ => Err(format!(
+            "{at}: give one of `{what}`, `{what}_raw` and `{what}_hex`"
+        )),
     }
 }
 
 fn entry(e: RawEntry, at: &str) -> Result<Entry, String> {
-    let mut responses: Vec<Body> = body(e.response, e.response_raw, e.response_hex, at, "response")?
-        .into_iter()
-        .collect();
+    let mut responses: Vec<Body> =
+        body(e.response, e.response_raw, e.response_hex, at, "response")?
+            .into_iter()
+            .collect();
     if let Some(list) = e.responses {
         if !responses.is_empty() {
             return Err(format!("{at}: give either `response` or `responses`"));
@@ -314,7 +340,8 @@ fn entry(e: RawEntry, at: &str) -> Result<Entry, String> {
     }
     let status = match &e.status {
         None => 0,
-        Some(v) => status_from_json(v).ok_or_else(|| format!("{at}.status: {v} is not a gRPC status code or name"))?,
+        Some(v) => status_from_json(v)
+            .ok_or_else(|| format!("{at}.status: {v} is not a gRPC status code or name"))?,
     };
     if status == 0 && responses.is_empty() {
         // A unary success needs a message: an empty one.
@@ -336,7 +363,9 @@ fn call(c: RawCall, i: usize) -> Result<Call, String> {
         (None, Some((s, m))) => (s.to_owned(), m.to_owned()),
         (Some(_), Some(_)) => return Err(format!("{at}: `method` is a full path; drop `service`")),
         (None, None) => {
-            return Err(format!("{at}: `method` must be \"package.Service/Method\" (or give `service` too)"));
+            return Err(format!(
+                "{at}: `method` must be \"package.Service/Method\" (or give `service` too)"
+            ));
         }
     };
     let mut requests: Vec<Body> = body(c.request, c.request_raw, c.request_hex, &at, "request")?
@@ -352,10 +381,13 @@ fn call(c: RawCall, i: usize) -> Result<Call, String> {
         requests.push(Body::Hex(Vec::new()));
     }
     let e = c.expect.unwrap_or_default();
-    let status = match &e.status {
-        None => None,
-        Some(v) => Some(status_from_json(v).ok_or_else(|| format!("{at}.expect.status: {v} is not a gRPC status code or name"))?),
-    };
+    let status =
+        match &e.status {
+            None => None,
+            Some(v) => Some(status_from_json(v).ok_or_else(|| {
+                format!("{at}.expect.status: {v} is not a gRPC status code or name")
+            })?),
+        };
     Ok(Call {
         name: c.name,
         service,

@@ -34,7 +34,12 @@ pub fn decode(bytes: &[u8]) -> Result<Json, String> {
     Ok(Json::Array(fields))
 }
 
-fn fields(bytes: &[u8], pos: &mut usize, group: Option<u64>, depth: usize) -> Result<Vec<Json>, String> {
+fn fields(
+    bytes: &[u8],
+    pos: &mut usize,
+    group: Option<u64>,
+    depth: usize,
+) -> Result<Vec<Json>, String> {
     let mut out = Vec::new();
     while *pos < bytes.len() {
         let at = *pos;
@@ -86,7 +91,9 @@ fn fields(bytes: &[u8], pos: &mut usize, group: Option<u64>, depth: usize) -> Re
             }
             3 => {
                 if depth >= MAX_GUESS_DEPTH {
-                    return Err(format!("groups nested deeper than {MAX_GUESS_DEPTH} at byte {at}"));
+                    return Err(format!(
+                        "groups nested deeper than {MAX_GUESS_DEPTH} at byte {at}"
+                    ));
                 }
                 let inner = fields(bytes, pos, Some(number), depth + 1)?;
                 f.insert("group".into(), Json::Array(inner));
@@ -177,7 +184,10 @@ pub fn encode(fields: &Json) -> Result<Vec<u8>, String> {
 
 fn encode_into(fields: &Json, at: &str, out: &mut Vec<u8>) -> Result<(), String> {
     let Json::Array(list) = fields else {
-        return Err(format!("{}raw fields must be a list of {{\"n\": …, …}} objects", loc(at)));
+        return Err(format!(
+            "{}raw fields must be a list of {{\"n\": …, …}} objects",
+            loc(at)
+        ));
     };
     for (i, f) in list.iter().enumerate() {
         let here = format!("{at}[{i}]");
@@ -195,11 +205,15 @@ fn encode_into(fields: &Json, at: &str, out: &mut Vec<u8>) -> Result<(), String>
                 .ok_or_else(|| format!("{here}.varint: expected an integer"))?;
             put_varint(out, v);
         } else if let Some(v) = get("sint") {
-            let v = v.as_i64().ok_or_else(|| format!("{here}.sint: expected an integer"))?;
+            let v = v
+                .as_i64()
+                .ok_or_else(|| format!("{here}.sint: expected an integer"))?;
             put_key(out, n, 0);
             put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
         } else if let Some(v) = get("bool") {
-            let v = v.as_bool().ok_or_else(|| format!("{here}.bool: expected true or false"))?;
+            let v = v
+                .as_bool()
+                .ok_or_else(|| format!("{here}.bool: expected true or false"))?;
             put_key(out, n, 0);
             put_varint(out, u64::from(v));
         } else if let Some(v) = get("i64").or_else(|| get("fixed64")) {
@@ -210,19 +224,27 @@ fn encode_into(fields: &Json, at: &str, out: &mut Vec<u8>) -> Result<(), String>
             put_key(out, n, 1);
             out.extend_from_slice(&v.to_le_bytes());
         } else if let Some(v) = get("double") {
-            let v = v.as_f64().ok_or_else(|| format!("{here}.double: expected a number"))?;
+            let v = v
+                .as_f64()
+                .ok_or_else(|| format!("{here}.double: expected a number"))?;
             put_key(out, n, 1);
             out.extend_from_slice(&v.to_le_bytes());
         } else if let Some(v) = get("i32").or_else(|| get("fixed32")) {
             let v = v
                 .as_u64()
                 .and_then(|u| u32::try_from(u).ok())
-                .or_else(|| v.as_i64().and_then(|i| i32::try_from(i).ok()).map(|i| i as u32))
+                .or_else(|| {
+                    v.as_i64()
+                        .and_then(|i| i32::try_from(i).ok())
+                        .map(|i| i as u32)
+                })
                 .ok_or_else(|| format!("{here}.i32: expected a 32-bit integer"))?;
             put_key(out, n, 5);
             out.extend_from_slice(&v.to_le_bytes());
         } else if let Some(v) = get("float") {
-            let v = v.as_f64().ok_or_else(|| format!("{here}.float: expected a number"))?;
+            let v = v
+                .as_f64()
+                .ok_or_else(|| format!("{here}.float: expected a number"))?;
             put_key(out, n, 5);
             out.extend_from_slice(&(v as f32).to_le_bytes());
         } else if let Some(v) = get("group") {
@@ -231,10 +253,14 @@ fn encode_into(fields: &Json, at: &str, out: &mut Vec<u8>) -> Result<(), String>
             put_key(out, n, 4);
         } else {
             let bytes = if let Some(v) = get("hex") {
-                let s = v.as_str().ok_or_else(|| format!("{here}.hex: expected a string"))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| format!("{here}.hex: expected a string"))?;
                 unhex(s).ok_or_else(|| format!("{here}.hex: not hexadecimal"))?
             } else if let Some(v) = get("base64") {
-                let s = v.as_str().ok_or_else(|| format!("{here}.base64: expected a string"))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| format!("{here}.base64: expected a string"))?;
                 base64::engine::general_purpose::STANDARD
                     .decode(s)
                     .map_err(|e| format!("{here}.base64: {e}"))?
@@ -261,7 +287,11 @@ fn encode_into(fields: &Json, at: &str, out: &mut Vec<u8>) -> Result<(), String>
 }
 
 fn loc(at: &str) -> String {
-    if at.is_empty() { String::new() } else { format!("{at}: ") }
+    if at.is_empty() {
+        String::new()
+    } else {
+        format!("{at}: ")
+    }
 }
 
 fn put_key(out: &mut Vec<u8>, n: u64, wire: u64) {
@@ -280,7 +310,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 /// Parses hex text (whitespace allowed between byte pairs).
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
@@ -315,12 +345,29 @@ mod tests {
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
         assert!(decode(&[0x08]).unwrap_err().contains("truncated varint"));
-        assert!(decode(&[0x12, 0x05, 1]).unwrap_err().contains("declares 5 bytes"));
-        assert!(decode(&[0x00]).unwrap_err().contains("invalid field number 0"));
+        assert!(
+            decode(&[0x12, 0x05, 1])
+                .unwrap_err()
+                .contains("declares 5 bytes")
+        );
+        assert!(
+            decode(&[0x00])
+                .unwrap_err()
+                .contains("invalid field number 0")
+        );
         assert!(decode(&[0x0f]).unwrap_err().contains("invalid wire type 7"));
         assert!(decode(&[0x0b]).unwrap_err().contains("not closed"));
-        assert!(decode(&[0x0c]).unwrap_err().contains("unexpected end of group"));
-        assert!(decode(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
+        assert!(
+            decode(&[0x0c])
+                .unwrap_err()
+                .contains("unexpected end of group")
+        );
+        assert!(
+            decode(&[
+                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
+            ])
+            .is_err()
+        );
         let deep: Vec<u8> = std::iter::repeat_n(0x0b, 100).collect();
         assert!(decode(&deep).is_err());
     }
@@ -332,6 +379,9 @@ mod tests {
         let j = decode(&b).unwrap();
         assert_eq!(j[0]["int"], -1);
         assert_eq!(encode(&json!([{"n":1,"varint":-1}])).unwrap(), b);
-        assert_eq!(encode(&json!([{"n":1,"sint":-1}])).unwrap(), vec![0x08, 0x01]);
+        assert_eq!(
+            encode(&json!([{"n":1,"sint":-1}])).unwrap(),
+            vec![0x08, 0x01]
+        );
     }
 }

@@ -48,7 +48,8 @@ impl Address {
     pub async fn connect(&self) -> io::Result<Stream> {
         match self {
             Address::Unix(p) => {
-                socket::check_path(p).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                socket::check_path(p)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 UnixStream::connect(p).await.map(Stream::Unix)
             }
             Address::Tcp(a) => {
@@ -89,7 +90,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),

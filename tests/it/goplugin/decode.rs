@@ -35,7 +35,9 @@ fn framing_survives_every_split() {
     for split in 0..=stream.len() {
         let got = messages(&stream, split, 1024);
         assert_eq!(got.len(), 3, "split at {split}");
-        let Framed::Message(m) = &got[2] else { panic!() };
+        let Framed::Message(m) = &got[2] else {
+            panic!()
+        };
         assert_eq!(m.payload.len(), 300);
     }
 }
@@ -46,7 +48,11 @@ fn oversized_messages_are_skipped_and_the_next_one_still_decodes() {
     stream.extend_from_slice(&frame::encode(b"ok"));
     for split in 0..=stream.len() {
         let got = messages(&stream, split, 10);
-        assert_eq!(got[0], Framed::Oversized { len: 100, max: 10 }, "split at {split}");
+        assert_eq!(
+            got[0],
+            Framed::Oversized { len: 100, max: 10 },
+            "split at {split}"
+        );
         assert!(matches!(&got[1], Framed::Message(m) if &m.payload[..] == b"ok"));
     }
 }
@@ -59,7 +65,10 @@ fn bad_flags_and_truncation_are_errors() {
     let mut d = MessageDecoder::new(1024);
     let mut buf = BytesMut::from(&b"\x00\x00\x00\x00\x09abc"[..]);
     assert!(d.decode(&mut buf).unwrap().is_none());
-    assert_eq!(d.decode_eof(&mut buf).unwrap_err().to_string(), "stream ended inside a gRPC message: 8 of 14 bytes");
+    assert_eq!(
+        d.decode_eof(&mut buf).unwrap_err().to_string(),
+        "stream ended inside a gRPC message: 8 of 14 bytes"
+    );
 }
 
 proptest! {
@@ -74,12 +83,23 @@ proptest! {
 #[test]
 fn schemas_decode_and_encode_protobuf_json() {
     let mut s = Schemas::builtin();
-    s.add_proto_files(&[support::root().join("tests/peers/goplugin/kv.proto")], &[]).unwrap();
+    s.add_proto_files(
+        &[support::root().join("tests/peers/goplugin/kv.proto")],
+        &[],
+    )
+    .unwrap();
     let m = s.method("kv.KV", "Put").unwrap();
     let bytes = encode_json(&m.input(), &json!({"key": "a", "value": "aGk="})).unwrap();
     assert_eq!(bytes, b"\x0a\x01a\x12\x02hi");
-    assert_eq!(decode_json(&m.input(), &bytes).unwrap(), json!({"key": "a", "value": "aGk="}));
-    assert!(encode_json(&m.input(), &json!({"nope": 1})).unwrap_err().contains("kv.PutRequest"));
+    assert_eq!(
+        decode_json(&m.input(), &bytes).unwrap(),
+        json!({"key": "a", "value": "aGk="})
+    );
+    assert!(
+        encode_json(&m.input(), &json!({"nope": 1}))
+            .unwrap_err()
+            .contains("kv.PutRequest")
+    );
     // The built-ins know go-plugin's own services.
     let c = s.method("plugin.GRPCBroker", "StartStream").unwrap();
     assert_eq!(c.input().full_name(), "plugin.ConnInfo");
@@ -90,7 +110,10 @@ fn a_broken_proto_file_is_reported_with_its_position() {
     let dir = support::tmpdir();
     let p = dir.path().join("bad.proto");
     std::fs::write(&p, "syntax = \"proto3\";\nmessage A {\n  string x = ;\n}\n").unwrap();
-    let err = Schemas::builtin().add_proto_files(&[p.clone()], &[]).unwrap_err().to_string();
+    let err = Schemas::builtin()
+        .add_proto_files(std::slice::from_ref(&p), &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bad.proto:3:"), "{err}");
 }
 

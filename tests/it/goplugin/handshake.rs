@@ -22,8 +22,12 @@ fn host_against(script: &str, extra: &str) -> (i32, Json, String) {
             serde_json::to_string(script).unwrap()
         ),
     );
-    let out = support::run(dir.path(), &["client", "--spec", spec.to_str().unwrap(), "--json"]);
-    let report = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
+    let out = support::run(
+        dir.path(),
+        &["client", "--spec", spec.to_str().unwrap(), "--json"],
+    );
+    let report = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
     (out.code, report, out.stderr)
 }
 
@@ -32,7 +36,10 @@ fn rejected(script: &str) -> String {
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(report["calls"][0]["ran"], false);
     assert!(stderr.contains("handshake rejected: "), "{stderr}");
-    assert!(stderr.contains("1 calls: 0 passed, 0 failed, 1 not run"), "{stderr}");
+    assert!(
+        stderr.contains("1 calls: 0 passed, 0 failed, 1 not run"),
+        "{stderr}"
+    );
     report["handshake_error"].as_str().unwrap().to_owned()
 }
 
@@ -50,7 +57,10 @@ fn wrong_core_version() {
 
 #[test]
 fn unknown_network_type_names_the_address() {
-    assert_eq!(rejected("echo '1|1|udp|/tmp/x|grpc'; sleep 5"), "unknown address type: /tmp/x");
+    assert_eq!(
+        rejected("echo '1|1|udp|/tmp/x|grpc'; sleep 5"),
+        "unknown address type: /tmp/x"
+    );
 }
 
 #[test]
@@ -91,10 +101,17 @@ fn no_output_at_all() {
 
 #[test]
 fn timeout_waiting_for_the_handshake() {
-    let (code, report, stderr) = host_against("sleep 10", r#""handshake": {"start_timeout_s": 0.5},"#);
+    let (code, report, stderr) =
+        host_against("sleep 10", r#""handshake": {"start_timeout_s": 0.5},"#);
     assert_eq!(code, 1, "{stderr}");
-    assert_eq!(report["handshake_error"], "timeout while waiting for plugin to start");
-    assert!(report["shutdown"].as_str().unwrap().starts_with("killed"), "{report}");
+    assert_eq!(
+        report["handshake_error"],
+        "timeout while waiting for plugin to start"
+    );
+    assert!(
+        report["shutdown"].as_str().unwrap().starts_with("killed"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -107,10 +124,17 @@ fn a_missing_plugin_is_a_runtime_error() {
     );
     let out = support::run(dir.path(), &["client", "--spec", spec.to_str().unwrap()]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("cannot start `/nonexistent/plugin`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot start `/nonexistent/plugin`"),
+        "{}",
+        out.stderr
+    );
 }
 
-fn judge(rules: &HostRules, line: &str) -> Result<plugtap::goplugin::handshake::Accepted, HandshakeError> {
+fn judge(
+    rules: &HostRules,
+    line: &str,
+) -> Result<plugtap::goplugin::handshake::Accepted, HandshakeError> {
     rules.judge(Some(line), || "NOTES".into())
 }
 
@@ -119,37 +143,63 @@ fn rules_in_the_hosts_order() {
     let grpc = HostRules::default();
     let ok = judge(&grpc, "1|1|unix|/tmp/plugin1|grpc|\r\n").unwrap();
     assert_eq!(ok.address, Address::Unix("/tmp/plugin1".into()));
-    assert_eq!(judge(&grpc, "1|1|tcp|127.0.0.1:1234|grpc").unwrap().address, Address::Tcp("127.0.0.1:1234".into()));
-    assert_eq!(judge(&grpc, "1|1|tcp|127.0.0.1|grpc").unwrap_err().to_string(), "address 127.0.0.1: missing port in address");
+    assert_eq!(
+        judge(&grpc, "1|1|tcp|127.0.0.1:1234|grpc").unwrap().address,
+        Address::Tcp("127.0.0.1:1234".into())
+    );
+    assert_eq!(
+        judge(&grpc, "1|1|tcp|127.0.0.1|grpc")
+            .unwrap_err()
+            .to_string(),
+        "address 127.0.0.1: missing port in address"
+    );
     assert_eq!(
         judge(&grpc, "1|x|unix|/a|grpc").unwrap_err().to_string(),
         "Error parsing protocol version \"x\": strconv.Atoi: parsing \"x\": invalid syntax"
     );
-    assert_eq!(judge(&grpc, "a|b|c").unwrap_err().to_string(), "Unrecognized remote plugin message: a|b|c\nNOTES");
+    assert_eq!(
+        judge(&grpc, "a|b|c").unwrap_err().to_string(),
+        "Unrecognized remote plugin message: a|b|c\nNOTES"
+    );
     // The certificate field counts only when longer than 50 characters.
-    assert!(judge(&grpc, "1|1|unix|/a|grpc|short-extra-data").unwrap().server_cert.is_none());
+    assert!(
+        judge(&grpc, "1|1|unix|/a|grpc|short-extra-data")
+            .unwrap()
+            .server_cert
+            .is_none()
+    );
     let bad_cert = format!("1|1|unix|/a|grpc|{}", "!".repeat(60));
     assert_eq!(
         judge(&grpc, &bad_cert).unwrap_err().to_string(),
         "error parsing server cert: illegal base64 data at input byte 0"
     );
     // Multiplexing asked for.
-    let mux = HostRules { multiplex: true, ..HostRules::default() };
+    let mux = HostRules {
+        multiplex: true,
+        ..HostRules::default()
+    };
     assert_eq!(
         judge(&mux, "1|1|unix|/a|grpc|").unwrap_err().to_string(),
         "client requested gRPC broker multiplexing but plugin does not support the feature; for Go plugins, you will need to update the github.com/hashicorp/go-plugin dependency and recompile"
     );
     assert_eq!(
-        judge(&mux, "1|1|unix|/a|grpc||maybe").unwrap_err().to_string(),
+        judge(&mux, "1|1|unix|/a|grpc||maybe")
+            .unwrap_err()
+            .to_string(),
         "error parsing \"maybe\" as a boolean for gRPC broker multiplexing support"
     );
     assert_eq!(
-        judge(&mux, "1|1|unix|/a|grpc||false").unwrap_err().to_string(),
+        judge(&mux, "1|1|unix|/a|grpc||false")
+            .unwrap_err()
+            .to_string(),
         "client requested gRPC broker multiplexing but plugin does not support the feature"
     );
     assert!(judge(&mux, "1|1|unix|/a|grpc||true").is_ok());
     // Several versions are listed as Go prints a slice.
-    let many = HostRules { versions: vec![3, 4], ..HostRules::default() };
+    let many = HostRules {
+        versions: vec![3, 4],
+        ..HostRules::default()
+    };
     assert_eq!(
         judge(&many, "1|5|unix|/a|grpc").unwrap_err().to_string(),
         "incompatible API version with plugin. Plugin version: 5, Client versions: [3 4]"
@@ -159,6 +209,12 @@ fn rules_in_the_hosts_order() {
 #[test]
 fn rewriting_keeps_every_other_field() {
     let f = Fields::split("1|5|unix|/tmp/plugin9|grpc||true\n");
-    assert_eq!(f.with_address(&Address::Unix("/tmp/me.sock".into())), "1|5|unix|/tmp/me.sock|grpc||true");
-    assert_eq!(f.with_address(&Address::Tcp("127.0.0.1:9".into())), "1|5|tcp|127.0.0.1:9|grpc||true");
+    assert_eq!(
+        f.with_address(&Address::Unix("/tmp/me.sock".into())),
+        "1|5|unix|/tmp/me.sock|grpc||true"
+    );
+    assert_eq!(
+        f.with_address(&Address::Tcp("127.0.0.1:9".into())),
+        "1|5|tcp|127.0.0.1:9|grpc||true"
+    );
 }

@@ -10,7 +10,14 @@ fn run_client(spec: &str, start_cmd: &str) -> support::Output {
     let _ = python();
     support::run(
         &support::root(),
-        &["client", "--spec", support::spec(spec).to_str().unwrap(), "--start-cmd", start_cmd, "--json"],
+        &[
+            "client",
+            "--spec",
+            support::spec(spec).to_str().unwrap(),
+            "--start-cmd",
+            start_cmd,
+            "--json",
+        ],
     )
 }
 
@@ -20,10 +27,30 @@ fn the_host_drives_the_python_plugin_through_every_call() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let report: Json = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(report["app_version"], 1);
-    assert!(report["handshake"].as_str().unwrap().starts_with("1|1|unix|"));
+    assert!(
+        report["handshake"]
+            .as_str()
+            .unwrap()
+            .starts_with("1|1|unix|")
+    );
     let calls = report["calls"].as_array().unwrap();
-    let statuses: Vec<&str> = calls.iter().map(|c| c["status_name"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["NOT_FOUND", "OK", "OK", "OK", "OK", "UNIMPLEMENTED", "OK", "OK"]);
+    let statuses: Vec<&str> = calls
+        .iter()
+        .map(|c| c["status_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "NOT_FOUND",
+            "OK",
+            "OK",
+            "OK",
+            "OK",
+            "UNIMPLEMENTED",
+            "OK",
+            "OK"
+        ]
+    );
     // Answers of the real grpcio server, decoded with kv.proto.
     assert_eq!(calls[0]["message"], "no key 'greeting'");
     assert_eq!(calls[2]["responses"][0]["value"], "aGVsbG8=");
@@ -34,9 +61,22 @@ fn the_host_drives_the_python_plugin_through_every_call() {
     // The host's shutdown: GRPCController.Shutdown, and the plugin exits.
     assert_eq!(report["shutdown"], "exited after Shutdown (exit code 0)");
     // Its stderr is hclog JSON, re-logged at its level; GRPCStdio is read.
-    assert!(out.stderr.contains("[plugin] kv plugin starting"), "{}", out.stderr);
-    assert!(out.stderr.contains("[plugin stdout via GRPCStdio] kv plugin stdout line"), "{}", out.stderr);
-    assert!(out.stderr.contains("health check: plugin is SERVING"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[plugin] kv plugin starting"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("[plugin stdout via GRPCStdio] kv plugin stdout line"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("health check: plugin is SERVING"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -52,14 +92,40 @@ fn a_failed_expectation_exits_1_with_a_diff() {
             "calls": [{{"method": "kv.KV/Put", "request": {{"key": "k", "value": "eA=="}}}},
                       {{"method": "kv.KV/Get", "request": {{"key": "k"}}, "expect": {{"response": {{"value": "eQ=="}}}}}},
                       {{"method": "kv.KV/Get", "request": {{"key": "nope"}}}}]}}"#,
-            support::root().join("tests/peers/goplugin/kv.proto").display()
+            support::root()
+                .join("tests/peers/goplugin/kv.proto")
+                .display()
         ),
     );
-    let out = support::run(dir.path(), &["client", "--spec", spec.to_str().unwrap(), "--start-cmd", &kv_plugin_cmd()]);
+    let out = support::run(
+        dir.path(),
+        &[
+            "client",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--start-cmd",
+            &kv_plugin_cmd(),
+        ],
+    );
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("$.value: expected \"eQ==\", got \"eA==\""), "{}", out.stderr);
-    assert!(out.stderr.contains("expected status OK, got NOT_FOUND: no key 'nope'"), "{}", out.stderr);
-    assert!(out.stderr.contains("3 calls: 1 passed, 2 failed, 0 not run"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("$.value: expected \"eQ==\", got \"eA==\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("expected status OK, got NOT_FOUND: no key 'nope'"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("3 calls: 1 passed, 2 failed, 0 not run"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -74,13 +140,31 @@ fn the_host_drives_the_mock_plugin() {
     let report: Json = serde_json::from_str(&out.stdout).unwrap();
     // The mock offers 1 and 2, the host 2 and 3: both pick 2.
     assert_eq!(report["app_version"], 2);
-    assert!(report["handshake"].as_str().unwrap().ends_with("|grpc|"), "{report}");
+    assert!(
+        report["handshake"].as_str().unwrap().ends_with("|grpc|"),
+        "{report}"
+    );
     assert_eq!(report["calls"][1]["responses"][0]["value"], "aGk=");
     assert_eq!(report["shutdown"], "exited after Shutdown (exit code 0)");
-    assert!(out.stderr.contains("[plugin stderr via GRPCStdio] mock plugin ready"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("[plugin stderr via GRPCStdio] mock plugin ready"),
+        "{}",
+        out.stderr
+    );
     // The mock logs like the proxy: with the schema, and by wire type without.
-    assert!(out.stderr.contains("host→mock message #0 /kv.KV/Get kv.GetRequest {\"key\":\"raw\"}"), "{}", out.stderr);
-    assert!(out.stderr.contains("host→mock message #0 /kv.Missing/Call (no schema) []"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("host→mock message #0 /kv.KV/Get kv.GetRequest {\"key\":\"raw\"}"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("host→mock message #0 /kv.Missing/Call (no schema) []"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -88,7 +172,11 @@ fn the_mock_checks_the_magic_cookie_like_a_go_plugin() {
     let dir = support::tmpdir();
     let mut p = support::Proc::plugtap(
         dir.path(),
-        &["server", "--spec", support::spec("goplugin-mock-kv.json").to_str().unwrap()],
+        &[
+            "server",
+            "--spec",
+            support::spec("goplugin-mock-kv.json").to_str().unwrap(),
+        ],
     );
     assert_eq!(p.exit_code(), 1);
     assert_eq!(p.stdout(), "");

@@ -28,7 +28,9 @@ pub fn kv_plugin_cmd() -> String {
     format!(
         "{} {}",
         python().display(),
-        support::root().join("tests/peers/goplugin/kv_plugin.py").display()
+        support::root()
+            .join("tests/peers/goplugin/kv_plugin.py")
+            .display()
     )
 }
 

@@ -28,7 +28,10 @@ fn the_host_drives_the_python_plugin_through_the_wrapper_and_every_call_is_decod
     assert_eq!(out.code, 0, "{}", out.stderr);
     let report: Json = serde_json::from_str(&out.stdout).unwrap();
     // The host connected to the wrapper's socket, not the plugin's.
-    assert!(report["handshake"].as_str().unwrap().contains("/plugtap-"), "{report}");
+    assert!(
+        report["handshake"].as_str().unwrap().contains("/plugtap-"),
+        "{report}"
+    );
     assert_eq!(report["shutdown"], "exited after Shutdown (exit code 0)");
     let log = &out.stderr;
     // The wrapper's log lines reach the host through stderr.
@@ -67,7 +70,10 @@ fn the_host_drives_the_python_plugin_through_the_wrapper_and_every_call_is_decod
 /// would keep stderr open).
 fn terminate(child: &mut std::process::Child) {
     use nix::sys::signal::{Signal, kill};
-    let _ = kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let _ = kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    );
     let start = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > Duration::from_secs(10) {
@@ -104,19 +110,29 @@ fn the_wrapper_rewrites_the_handshake_and_passes_stderr_through_unchanged() {
         &[("BASIC_PLUGIN", "hello"), ("PLUGIN_PROTOCOL_VERSIONS", "1")],
     );
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let fields: Vec<&str> = line.trim_end().split('|').collect();
     // Same versions and protocol; plugtap's own socket.
     assert_eq!(fields[..3], ["1", "1", "unix"], "{line}");
     assert_eq!(fields[4], "grpc");
     let sock = std::path::PathBuf::from(fields[3]);
-    assert!(sock.starts_with(dir.path()) && sock.to_str().unwrap().contains("plugtap-"), "{line}");
+    assert!(
+        sock.starts_with(dir.path()) && sock.to_str().unwrap().contains("plugtap-"),
+        "{line}"
+    );
     assert!(UnixStream::connect(&sock).is_ok());
     // As a host would stop it without Shutdown: SIGTERM, which the wrapper
     // passes on, then the wrapper exits with the plugin's status.
     terminate(&mut child);
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     // The plugin's hclog line arrives whole and as JSON, as the host needs it.
     let hclog = err
         .lines()
@@ -131,24 +147,42 @@ fn without_the_cookie_the_plugin_refuses_and_the_wrapper_passes_its_exit_on() {
     let dir = support::tmpdir();
     let py = python();
     let plugin = support::root().join("tests/peers/goplugin/kv_plugin.py");
-    let child = start_wrapper(dir.path(), &[py.to_str().unwrap(), plugin.to_str().unwrap()], &[]);
+    let child = start_wrapper(
+        dir.path(),
+        &[py.to_str().unwrap(), plugin.to_str().unwrap()],
+        &[],
+    );
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty(), "{:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(plugtap::goplugin::env::NOT_A_PLUGIN), "{err}");
-    assert!(err.contains("Failed to read any lines from plugin's stdout"), "{err}");
+    assert!(
+        err.contains("Failed to read any lines from plugin's stdout"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_garbage_first_line_goes_to_the_host_unchanged_with_a_diagnosis() {
     let dir = support::tmpdir();
-    let child = start_wrapper(dir.path(), &["sh", "-c", "echo 'Listening on 8080'; exit 3"], &[]);
+    let child = start_wrapper(
+        dir.path(),
+        &["sh", "-c", "echo 'Listening on 8080'; exit 3"],
+        &[],
+    );
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Listening on 8080\n");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("The host will say: Unrecognized remote plugin message: Listening on 8080"), "{err}");
+    assert!(
+        err.contains("The host will say: Unrecognized remote plugin message: Listening on 8080"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -162,7 +196,10 @@ fn auto_mtls_traffic_is_relayed_byte_for_byte_and_reported() {
     let fields: Vec<&str> = line.trim_end().split('|').collect();
     assert_eq!(fields.len(), 6, "{line}");
     // The certificate field passes unchanged; only the address is plugtap's.
-    assert_eq!(fields[5], "MIIBcertificatebytesnotreallyDERbutlongerthanfiftycharactersAAAA");
+    assert_eq!(
+        fields[5],
+        "MIIBcertificatebytesnotreallyDERbutlongerthanfiftycharactersAAAA"
+    );
     let mut s = UnixStream::connect(fields[3]).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let bytes: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
@@ -174,8 +211,19 @@ fn auto_mtls_traffic_is_relayed_byte_for_byte_and_reported() {
     std::thread::sleep(Duration::from_millis(200));
     terminate(&mut child);
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(err.contains("AutoMTLS is on"), "{err}");
-    assert!(err.contains("cannot decode it without terminating TLS"), "{err}");
-    assert!(err.contains("10000 bytes host→plugin and 10000 bytes plugin→host (not decoded)"), "{err}");
+    assert!(
+        err.contains("cannot decode it without terminating TLS"),
+        "{err}"
+    );
+    assert!(
+        err.contains("10000 bytes host→plugin and 10000 bytes plugin→host (not decoded)"),
+        "{err}"
+    );
 }
