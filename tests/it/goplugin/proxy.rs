@@ -227,3 +227,144 @@ fn auto_mtls_traffic_is_relayed_byte_for_byte_and_reported() {
         "{err}"
     );
 }
+
+#[test]
+fn a_tcp_plugin_is_wrapped_on_tcp_and_a_cancelled_stream_is_passed_on() {
+    // go-plugin's own Python example listens on TCP; so does this run.
+    let dir = support::tmpdir();
+    let spec = super::client_spec(
+        dir.path(),
+        "tcp.json",
+        &format!(
+            r#"{{"protocol": "go-plugin", "role": "client",
+            "handshake": {{"magic_cookie_key": "BASIC_PLUGIN", "magic_cookie_value": "hello"}},
+            "schema": {{"proto": ["{}"]}},
+            "calls": [
+              {{"method": "kv.KV/Put", "request": {{"key": "k", "value": "dg=="}}}},
+              {{"method": "grpc.health.v1.Health/Watch", "request": {{"service": "plugin"}}, "take": 1,
+               "expect": {{"responses": [{{"status": "SERVING"}}]}}}},
+              {{"broker": 1, "method": "kv.Counter/Next", "expect": {{"response": {{"count": "1"}}}}}}
+            ]}}"#,
+            support::root()
+                .join("tests/peers/goplugin/kv.proto")
+                .display()
+        ),
+    );
+    let cmd = wrapped(
+        &format!("env KV_PLUGIN_NETWORK=tcp {}", kv_plugin_cmd()),
+        "--no-reflection",
+    );
+    let out = support::run(
+        dir.path(),
+        &[
+            "client",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--start-cmd",
+            &cmd,
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        report["handshake"]
+            .as_str()
+            .unwrap()
+            .starts_with("1|1|tcp|127.0.0.1:"),
+        "{report}"
+    );
+    let log = &out.stderr;
+    assert!(
+        log.contains("plugin handshake: 1|1|tcp|127.0.0.1:"),
+        "{log}"
+    );
+    // Without reflection and --proto the wrapper shows messages by wire type.
+    assert!(
+        log.contains("host→plugin message #0 /kv.KV/Put (no schema) [{\"n\":1,\"hex\":\"6b\",\"string\":\"k\"},{\"n\":2,\"hex\":\"76\",\"string\":\"v\"}]"),
+        "{log}"
+    );
+    // Health/Watch never ends on its own: the host cancelled it after one
+    // response, and the wrapper passed the reset on.
+    assert!(
+        log.contains("host→plugin RESET /grpc.health.v1.Health/Watch (the host reset the stream"),
+        "{log}"
+    );
+    // The brokered TCP listener was rewritten too.
+    assert!(
+        log.contains("announced broker service 1 at tcp:127.0.0.1:"),
+        "{log}"
+    );
+    assert!(log.contains("broker#1 s1 plugin→host message #0 /kv.Counter/Next (no schema) [{\"n\":1,\"varint\":1,\"sint\":-1}]"), "{log}");
+}
+
+#[test]
+fn bad_peers_get_clear_errors_and_other_connections_keep_going() {
+    use plugtap::goplugin::{call, frame, grpc};
+    use plugtap::net::Address;
+
+    let dir = support::tmpdir();
+    let py = python();
+    let plugin = support::root().join("tests/peers/goplugin/kv_plugin.py");
+    let mut child = start_wrapper(
+        dir.path(),
+        &[py.to_str().unwrap(), plugin.to_str().unwrap()],
+        &[("BASIC_PLUGIN", "hello")],
+    );
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let sock = line.trim_end().split('|').nth(3).unwrap().to_owned();
+    // Not HTTP/2 at all.
+    let mut raw = UnixStream::connect(&sock).unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut sink = Vec::new();
+    let _ = raw.read_to_end(&mut sink);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let io = Address::Unix(sock.clone().into()).connect().await.unwrap();
+        let mut send = grpc::client(io).await.unwrap();
+        // A request whose framing is wrong: flag byte 7.
+        let (resp, mut body) = send
+            .send_request(grpc::request("/kv.KV/Get"), false)
+            .unwrap();
+        body.send_data(bytes::Bytes::from_static(b"\x07\x00\x00\x00\x00"), true)
+            .unwrap();
+        let r = resp.await.unwrap();
+        let status = grpc::status_of(r.headers()).map(|s| s.0);
+        assert!(status.is_some_and(|c| c != 0), "{r:?}");
+        // The same connection still works.
+        let ok = call::call(
+            &mut send,
+            "/kv.KV/Put",
+            &[frame::encode(b"\x0a\x01k").slice(5..)],
+            None,
+            Duration::from_secs(10),
+            1 << 20,
+        )
+        .await;
+        assert_eq!(ok.code(), 0, "{ok:?}");
+    });
+    terminate(&mut child);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains("HTTP/2 handshake with the host failed"),
+        "{err}"
+    );
+    assert!(err.contains("host→plugin MALFORMED /kv.KV/Get (bad gRPC compressed-flag byte 0x07 (expected 0 or 1))"), "{err}");
+    assert!(
+        err.contains("host→plugin message #0 /kv.KV/Put kv.PutRequest {\"key\":\"k\"}"),
+        "{err}"
+    );
+}
