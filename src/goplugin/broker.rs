@@ -15,10 +15,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use h2::SendStream;
+use tokio_util::codec::Decoder as _;
 
 use super::event::ConnLabel;
 use super::forward::{self, ForwardCtx};
+use super::frame::{self, Framed, MessageDecoder};
+use super::grpc;
 use super::wire::put_varint;
 use crate::message::Direction;
 use crate::net::{Address, ConnId, Listener};
@@ -150,6 +154,69 @@ impl Broker {
             }
         });
         rewritten
+    }
+}
+
+/// How a broker stream is forwarded after a chunk.
+pub enum BrokerMode {
+    /// Message by message, rewritten.
+    Framed,
+    /// Unchanged from now on (not gRPC framing, or a message too large).
+    Raw,
+    /// The receiving side is gone.
+    Gone,
+}
+
+/// Largest broker message plugtap rewrites (ConnInfo is a few dozen bytes).
+pub const BROKER_MAX: usize = 1 << 20;
+
+/// Forwards every whole broker message in `buf`, rewritten. Bytes that do
+/// not look like gRPC framing switch the stream to unchanged forwarding
+/// without losing any.
+pub async fn forward_broker_messages(
+    decoder: &mut MessageDecoder,
+    buf: &mut BytesMut,
+    send: &mut SendStream<Bytes>,
+    label: &Arc<ConnLabel>,
+    ctx: &Arc<ForwardCtx>,
+    dir: Direction,
+) -> BrokerMode {
+    loop {
+        if buf.len() >= frame::PREFIX {
+            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if buf[0] > 1 || len > BROKER_MAX {
+                tracing::warn!(
+                    "{}: the broker stream carries something other than small gRPC messages (prefix {}); forwarding the rest of it unchanged, without rewriting",
+                    label.name,
+                    crate::codec::hex(&buf[..frame::PREFIX])
+                );
+                let ok = grpc::send_data(send, buf.split().freeze(), false)
+                    .await
+                    .is_ok();
+                return if ok {
+                    BrokerMode::Raw
+                } else {
+                    BrokerMode::Gone
+                };
+            }
+        }
+        match decoder.decode(buf) {
+            Ok(None) => return BrokerMode::Framed,
+            Ok(Some(Framed::Message(m))) => {
+                let out = match &ctx.broker {
+                    Some(b) => b.rewrite(&m.payload, dir, label, ctx),
+                    None => m.payload.clone(),
+                };
+                if grpc::send_data(send, frame::encode(&out), false)
+                    .await
+                    .is_err()
+                {
+                    return BrokerMode::Gone;
+                }
+            }
+            // Both are excluded by the check above.
+            Ok(Some(Framed::Oversized { .. })) | Err(_) => return BrokerMode::Raw,
+        }
     }
 }
 

@@ -16,12 +16,11 @@ use bytes::{Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use http::{Request, Response};
 use tokio::sync::mpsc;
-use tokio_util::codec::Decoder as _;
 use tokio_util::sync::CancellationToken;
 
-use super::broker::Broker;
+use super::broker::{Broker, BrokerMode, forward_broker_messages};
 use super::event::{ConnLabel, Event, Observed};
-use super::frame::{self, Framed, MessageDecoder};
+use super::frame::MessageDecoder;
 use super::grpc;
 use crate::message::Direction;
 use crate::net::Stream;
@@ -276,7 +275,12 @@ async fn pump(
         Direction::ToServer => (label.client, label.server),
         Direction::ToClient => (label.server, label.client),
     };
-    let mut framing = broker.then(|| (MessageDecoder::new(BROKER_MAX), BytesMut::new()));
+    let mut framing = broker.then(|| {
+        (
+            MessageDecoder::new(super::broker::BROKER_MAX),
+            BytesMut::new(),
+        )
+    });
     loop {
         let next = tokio::select! {
             d = recv.data() => d,
@@ -358,69 +362,6 @@ async fn pump(
                 dir,
                 Event::Reset(format!("the {from} reset the stream: {e}")),
             );
-        }
-    }
-}
-
-/// How a broker stream is forwarded after a chunk.
-enum BrokerMode {
-    /// Message by message, rewritten.
-    Framed,
-    /// Unchanged from now on (not gRPC framing, or a message too large).
-    Raw,
-    /// The receiving side is gone.
-    Gone,
-}
-
-/// Largest broker message plugtap rewrites (ConnInfo is a few dozen bytes).
-const BROKER_MAX: usize = 1 << 20;
-
-/// Forwards every whole broker message in `buf`, rewritten. Bytes that do
-/// not look like gRPC framing switch the stream to unchanged forwarding
-/// without losing any.
-async fn forward_broker_messages(
-    decoder: &mut MessageDecoder,
-    buf: &mut BytesMut,
-    send: &mut SendStream<Bytes>,
-    label: &Arc<ConnLabel>,
-    ctx: &Arc<ForwardCtx>,
-    dir: Direction,
-) -> BrokerMode {
-    loop {
-        if buf.len() >= frame::PREFIX {
-            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-            if buf[0] > 1 || len > BROKER_MAX {
-                tracing::warn!(
-                    "{}: the broker stream carries something other than small gRPC messages (prefix {}); forwarding the rest of it unchanged, without rewriting",
-                    label.name,
-                    crate::codec::hex(&buf[..frame::PREFIX])
-                );
-                let ok = grpc::send_data(send, buf.split().freeze(), false)
-                    .await
-                    .is_ok();
-                return if ok {
-                    BrokerMode::Raw
-                } else {
-                    BrokerMode::Gone
-                };
-            }
-        }
-        match decoder.decode(buf) {
-            Ok(None) => return BrokerMode::Framed,
-            Ok(Some(Framed::Message(m))) => {
-                let out = match &ctx.broker {
-                    Some(b) => b.rewrite(&m.payload, dir, label, ctx),
-                    None => m.payload.clone(),
-                };
-                if grpc::send_data(send, frame::encode(&out), false)
-                    .await
-                    .is_err()
-                {
-                    return BrokerMode::Gone;
-                }
-            }
-            // Both are excluded by the check above.
-            Ok(Some(Framed::Oversized { .. })) | Err(_) => return BrokerMode::Raw,
         }
     }
 }

@@ -16,7 +16,7 @@
 //! * Roles: [`proxy`] (the wrapper a host launches instead of the plugin,
 //!   with [`forward`], [`broker`] and [`passthrough`]), [`mock`] (a mock
 //!   plugin from a spec, with [`services`]) and [`host`] (a stand-in host,
-//!   with [`launch`] and [`report`]); their spec format is [`spec`].
+//!   with [`host_streams`], [`launch`] and [`report`]); their spec format is [`spec`].
 
 pub mod broker;
 pub mod call;
@@ -29,6 +29,7 @@ pub mod goparse;
 pub mod grpc;
 pub mod handshake;
 pub mod host;
+pub mod host_streams;
 pub mod launch;
 pub mod mock;
 pub mod observer;
@@ -39,4 +40,5 @@ pub mod report;
 pub mod schema;
 pub mod services;
 pub mod spec;
+mod spec_load;
 pub mod wire;

@@ -83,6 +83,9 @@ impl Schemas {
         includes: &[PathBuf],
     ) -> Result<(), SchemaError> {
         for file in files {
+            if let Err(e) = std::fs::metadata(file) {
+                return Err(SchemaError(format!("cannot read {}: {e}", file.display())));
+            }
             let mut dirs: Vec<PathBuf> = includes.to_vec();
             let parent = file
                 .parent()
