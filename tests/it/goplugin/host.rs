@@ -182,3 +182,26 @@ fn the_mock_checks_the_magic_cookie_like_a_go_plugin() {
     assert_eq!(p.stdout(), "");
     assert_eq!(p.stderr(), plugtap::goplugin::env::NOT_A_PLUGIN);
 }
+
+#[test]
+fn run_picks_the_role_of_a_go_plugin_spec_as_written() {
+    // specs/goplugin-client-mock.json starts `plugtap server …` from PATH.
+    let path = format!(
+        "{}:{}",
+        support::bin().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new(support::bin())
+        .args(["run", "specs/goplugin-client-mock.json"])
+        .current_dir(support::root())
+        .env("PATH", path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("6 calls: 6 passed, 0 failed, 0 not run"),
+        "{stderr}"
+    );
+}

@@ -7,6 +7,7 @@
 mod decode;
 mod handshake;
 mod host;
+mod observe;
 mod proxy;
 
 use std::path::{Path, PathBuf};
