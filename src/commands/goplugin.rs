@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::parse_secs;
 use plugtap::exit::Outcome;
@@ -119,16 +120,21 @@ pub async fn drive(
     start_cmd: Option<String>,
     json: bool,
     max_message: usize,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<Outcome> {
-    let report = host::run(
+    let run = host::run(
         spec,
         host::HostOptions {
             start_cmd: start_cmd.map(StartCmd::Shell),
             start_timeout: None,
             max_message,
         },
-    )
-    .await?;
+    );
+    // Dropping the run kills the plugin it started.
+    let report = tokio::select! {
+        r = run => r?,
+        _ = shutdown.cancelled() => bail!("interrupted; the plugin was killed"),
+    };
     eprint!("{}", report.render());
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -137,11 +143,16 @@ pub async fn drive(
 }
 
 /// `run`/`-s` for a go-plugin spec: the role it names.
-pub async fn run_spec(path: &Path, json: bool, full: bool) -> anyhow::Result<Outcome> {
+pub async fn run_spec(
+    path: &Path,
+    json: bool,
+    full: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Outcome> {
     let s = load(path)?;
     match s.role {
         Some(Role::Server) => serve(s, None, 64 << 20, full).await,
-        Some(Role::Client) => drive(&s, None, json, 64 << 20).await,
+        Some(Role::Client) => drive(&s, None, json, 64 << 20, shutdown).await,
         _ => bail!(
             "{} names no role: add \"role\": \"server\" or \"client\"",
             s.source

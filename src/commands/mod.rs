@@ -35,14 +35,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                 None => "-".into(),
             };
             if goplugin::is_go_plugin_spec(&path) {
-                return goplugin::run_spec(&path, false, full).await;
+                return goplugin::run_spec(&path, false, full, shutdown).await;
             }
             let spec = load(&path)?;
             let client = client::ClientRunArgs::default();
             run::run_spec(&spec, &CommonArgs::default(), &client, full, shutdown).await
         }
         Some(Command::Run(args)) if goplugin::is_go_plugin_spec(&args.spec) => {
-            goplugin::run_spec(&args.spec, args.run.json, full).await
+            goplugin::run_spec(&args.spec, args.run.json, full, shutdown).await
         }
         Some(Command::Server(args)) if goplugin::is_go_plugin_spec(&args.spec) => {
             let spec = goplugin::load(&args.spec)?;
@@ -63,6 +63,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                 args.run.start_cmd.clone(),
                 args.run.json,
                 args.common.max_message,
+                shutdown,
             )
             .await
         }
