@@ -368,3 +368,47 @@ fn bad_peers_get_clear_errors_and_other_connections_keep_going() {
         "{err}"
     );
 }
+
+#[test]
+fn multiplexed_and_netrpc_plugins_are_relayed_and_reported() {
+    let echo = support::root().join("tests/peers/goplugin/echo_plugin.py");
+    for (tail, env, warning) in [
+        (
+            "grpc||true",
+            Some(("PLUGIN_MULTIPLEX_GRPC", "true")),
+            "yamux session, which plugtap does not demultiplex",
+        ),
+        (
+            "netrpc",
+            None,
+            "the plugin speaks netrpc (net/rpc over yamux), which plugtap does not decode",
+        ),
+    ] {
+        let dir = support::tmpdir();
+        let mut vars = vec![("ECHO_PLUGIN_TAIL", tail)];
+        vars.extend(env);
+        let mut child = start_wrapper(dir.path(), &["python3", echo.to_str().unwrap()], &vars);
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let fields: Vec<&str> = line.trim_end().split('|').collect();
+        assert_eq!(fields[4..].join("|"), tail, "{line}");
+        let mut s = UnixStream::connect(fields[3]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"\x00\x00\x00\x01yamux-ish").unwrap();
+        let mut back = [0u8; 13];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"\x00\x00\x00\x01yamux-ish");
+        drop(s);
+        terminate(&mut child);
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(err.contains(warning), "{tail}: {err}");
+    }
+}

@@ -3,7 +3,9 @@
 It prints a handshake whose sixth field looks like a certificate (more than
 50 characters, so a host would use it) and echoes every byte it receives
 on its Unix socket. plugtap cannot decode such traffic and must relay it
-unchanged. Python standard library only.
+unchanged. ECHO_PLUGIN_TAIL replaces the fields after the address (e.g.
+`grpc||true` for a multiplexing plugin, `netrpc` for net/rpc). Python
+standard library only.
 """
 
 import os
@@ -30,7 +32,8 @@ def main():
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(8)
-    print("1|1|unix|%s|grpc|%s" % (path, CERT))
+    tail = os.environ.get("ECHO_PLUGIN_TAIL", "grpc|" + CERT)
+    print("1|1|unix|%s|%s" % (path, tail))
     sys.stdout.flush()
     while True:
         conn, _ = srv.accept()
