@@ -8,8 +8,9 @@ use crate::support;
 
 fn run_client(spec: &str, start_cmd: &str) -> support::Output {
     let _ = python();
+    let dir = support::tmpdir();
     support::run(
-        &support::root(),
+        dir.path(),
         &[
             "client",
             "--spec",

@@ -14,8 +14,9 @@ use crate::support;
 
 #[test]
 fn the_host_drives_the_python_plugin_through_the_wrapper_and_every_call_is_decoded() {
+    let dir = support::tmpdir();
     let out = support::run(
-        &support::root(),
+        dir.path(),
         &[
             "client",
             "--spec",
