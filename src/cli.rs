@@ -36,6 +36,10 @@ Examples:
   # Check that a pluginserver behaves the way Kong needs:
   plugtap check --socket /tmp/hello.sock --plugin hello_peer
 
+  # Wrap a HashiCorp go-plugin plugin: give this to the host as the plugin
+  # command; every gRPC call is decoded on stderr:
+  plugtap proxy --protocol go-plugin -- ./my-plugin
+
   # The original tool's interface: role from the spec, spec from a file or stdin:
   plugtap -s specs/original-server.json
   plugtap < specs/original-server.json
@@ -119,6 +123,12 @@ pub enum Command {
     /// With `-- CMD ARGS...` it starts the real server itself (drop-in
     /// wrapper for Kong's `pluginserver_<name>_start_cmd`), passes
     /// SIGTERM/SIGINT on to it and exits when it exits.
+    ///
+    /// With `--protocol go-plugin`, plugtap is the plugin command a
+    /// go-plugin host launches: it starts the real plugin, rewrites its
+    /// handshake to point at plugtap, and decodes every gRPC call
+    /// (schema-less, or with --proto / --descriptor-set / server
+    /// reflection).
     #[command(after_help = proxy::EXAMPLES)]
     Proxy(ProxyArgs),
 
@@ -130,6 +140,7 @@ pub enum Command {
     /// pluginserver.
     #[command(name = "kong-conf", after_help = kong_conf::EXAMPLES)]
     KongConf(KongConfArgs),
+
     /// Check that a pluginserver behaves the way Kong needs.
     ///
     /// Runs a fixed list of checks (listed below) against one server and

@@ -22,8 +22,8 @@ pub enum Outcome {
     Passed,
     /// Exit 1.
     Failed,
-    /// Exit with this code (the proxy's wrapper mode passes on the
-    /// wrapped server's status).
+    /// Exit with this code (the proxy's wrapper modes pass on the wrapped
+    /// server's or plugin's status).
     Code(u8),
 }
 

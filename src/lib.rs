@@ -12,6 +12,7 @@
 //! * [`role`]: the server and client roles.
 //! * [`check`]: conformance checks of a pluginserver (`plugtap check`).
 //! * [`process`], [`shutdown`]: child processes and signals.
+//! * [`goplugin`]: HashiCorp go-plugin (handshake, gRPC decoding, roles).
 //!
 //! The binary (`src/main.rs`) only parses arguments, sets up logging and
 //! maps results to [`exit`] codes.
@@ -23,6 +24,7 @@ pub mod codec;
 pub mod conversation;
 pub mod error;
 pub mod exit;
+pub mod goplugin;
 pub mod kong;
 pub mod message;
 pub mod net;

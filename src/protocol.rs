@@ -17,17 +17,23 @@ pub enum Protocol {
     /// servers); PDK calls run on the event's connection.
     #[serde(rename = "ProtoBuf:1")]
     ProtoBuf1,
+    /// HashiCorp go-plugin: a handshake line on stdout, then gRPC over
+    /// HTTP/2 (Terraform, Vault, Packer, Nomad plugins).
+    #[serde(rename = "go-plugin")]
+    GoPlugin,
 }
 
 impl Protocol {
     /// Every protocol, in the order help texts list them.
-    pub const ALL: &'static [Protocol] = &[Protocol::MsgPack1, Protocol::ProtoBuf1];
+    pub const ALL: &'static [Protocol] =
+        &[Protocol::MsgPack1, Protocol::ProtoBuf1, Protocol::GoPlugin];
 
     /// The name used in specs, recordings and Kong's query output.
     pub fn name(self) -> &'static str {
         match self {
             Protocol::MsgPack1 => "MsgPack:1",
             Protocol::ProtoBuf1 => "ProtoBuf:1",
+            Protocol::GoPlugin => "go-plugin",
         }
     }
 

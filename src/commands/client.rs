@@ -13,6 +13,9 @@ use plugtap::role::client::{self, ClientOptions};
 use plugtap::role::pb_client;
 use plugtap::spec::{Spec, StartCmd};
 
+/// Why `--protocol go-plugin` cannot run a Kong spec.
+pub const GO_PLUGIN_SPEC: &str = "go-plugin specs have their own format: write \"protocol\": \"go-plugin\" in the spec file (see README, HashiCorp go-plugin)";
+
 /// Arguments of `client`.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
@@ -107,6 +110,7 @@ pub async fn drive(
     let report = match common.protocol.unwrap_or(spec.protocol) {
         Protocol::MsgPack1 => client::run(spec, opts, shutdown).await?,
         Protocol::ProtoBuf1 => pb_client::run(spec, opts, shutdown).await?,
+        Protocol::GoPlugin => anyhow::bail!(GO_PLUGIN_SPEC),
     };
     eprint!("{}", report.render());
     if args.json {

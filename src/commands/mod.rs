@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod client;
+pub mod goplugin;
 pub mod kong_conf;
 pub mod load;
 pub mod proxy;
@@ -37,9 +38,38 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                 }
                 None => "-".into(),
             };
+            if goplugin::is_go_plugin_spec(&path) {
+                return goplugin::run_spec(&path, false, full, shutdown).await;
+            }
             let spec = load(&path)?;
             let client = client::ClientRunArgs::default();
             run::run_spec(&spec, &CommonArgs::default(), &client, full, shutdown).await
+        }
+        Some(Command::Run(args)) if goplugin::is_go_plugin_spec(&args.spec) => {
+            goplugin::run_spec(&args.spec, args.run.json, full, shutdown).await
+        }
+        Some(Command::Server(args)) if goplugin::is_go_plugin_spec(&args.spec) => {
+            let spec = goplugin::load(&args.spec)?;
+            check_go_role(&spec, Role::Server);
+            goplugin::serve(
+                spec,
+                args.common.socket.clone(),
+                args.common.max_message,
+                full,
+            )
+            .await
+        }
+        Some(Command::Client(args)) if goplugin::is_go_plugin_spec(&args.spec) => {
+            let spec = goplugin::load(&args.spec)?;
+            check_go_role(&spec, Role::Client);
+            goplugin::drive(
+                &spec,
+                args.run.start_cmd.clone(),
+                args.run.json,
+                args.common.max_message,
+                shutdown,
+            )
+            .await
         }
         Some(Command::Run(args)) => {
             let spec = load(&args.spec)?;
@@ -92,6 +122,18 @@ pub fn load(path: &Path) -> anyhow::Result<Spec> {
 
 /// Warns when a spec written for another role runs in `wanted`.
 pub fn check_role(spec: &Spec, wanted: Role) {
+    if let Some(role) = spec.role.filter(|r| *r != wanted) {
+        tracing::warn!(
+            "{} says \"role\": \"{}\"; running it as {} as asked",
+            spec.source,
+            role.name(),
+            wanted.name()
+        );
+    }
+}
+
+/// Warns when a go-plugin spec written for another role runs in `wanted`.
+fn check_go_role(spec: &plugtap::goplugin::spec::GoSpec, wanted: Role) {
     if let Some(role) = spec.role.filter(|r| *r != wanted) {
         tracing::warn!(
             "{} says \"role\": \"{}\"; running it as {} as asked",

@@ -7,6 +7,7 @@ use anyhow::bail;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use super::goplugin::{GoPluginArgs, wrap};
 use crate::cli::{CommonArgs, parse_protocol, parse_secs};
 use plugtap::codec::Limits;
 use plugtap::exit::Outcome;
@@ -27,10 +28,16 @@ Examples:
   # Look at what was recorded:
   plugtap show /tmp/py.jsonl
 
+  # Use plugtap as the plugin command of a HashiCorp go-plugin host
+  # (Terraform, Vault, Nomad...): it starts the real plugin and decodes every
+  # gRPC call on stderr (stdout carries the handshake to the host).
+  plugtap proxy --protocol go-plugin -- ./terraform-provider-foo
+  plugtap proxy --protocol go-plugin --proto kv.proto -- python3 plugin.py
+
 Exit codes: 0 stopped by SIGINT/SIGTERM; 2 usage or runtime error. In wrapper
 mode plugtap exits when the server exits, with the server's exit code
 (128+N if signal N killed it; 0 if it ended because of the SIGINT/SIGTERM
-plugtap passed on).";
+plugtap passed on). The go-plugin wrapper exits with its plugin's exit code.";
 
 /// Arguments of `proxy`.
 #[derive(Debug, Args)]
@@ -83,6 +90,9 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     pub grace: Duration,
 
+    #[command(flatten)]
+    pub go: GoPluginArgs,
+
     /// The real server's command line (wrapper mode), after `--`.
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<String>,
@@ -95,6 +105,23 @@ pub async fn proxy(
     full: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Outcome> {
+    let protocol = args
+        .protocol
+        .or(spec.map(|s| s.protocol))
+        .unwrap_or_default();
+    if protocol == Protocol::GoPlugin {
+        if args.record.is_some() {
+            bail!(
+                "--record is not available for go-plugin yet; decoded calls are logged on stderr"
+            );
+        }
+        if args.upstream.is_some() {
+            bail!(
+                "--upstream does not apply to go-plugin: the plugin's handshake names its address"
+            );
+        }
+        return wrap(args.cmd, args.listen, &args.go, full).await;
+    }
     let listen = args.listen.or_else(|| spec.and_then(|s| s.socket.clone()));
     let upstream = args
         .upstream
@@ -124,10 +151,7 @@ pub async fn proxy(
         strict: args.strict || spec.is_some_and(|s| s.proxy.strict),
         redact,
         start_cmd,
-        protocol: args
-            .protocol
-            .or(spec.map(|s| s.protocol))
-            .unwrap_or_default(),
+        protocol,
         limits: Limits {
             max_message: args.max_message,
             max_depth: args.max_depth,
@@ -162,6 +186,7 @@ pub async fn from_spec(
         max_depth: common.max_depth,
         wait: Duration::from_secs(10),
         grace: Duration::from_secs(5),
+        go: GoPluginArgs::default(),
         cmd: vec![],
     };
     proxy(args, Some(spec), full, shutdown).await

@@ -63,5 +63,6 @@ pub async fn serve(
     match protocol {
         Protocol::MsgPack1 => Ok(server::run(spec, opts, shutdown).await?),
         Protocol::ProtoBuf1 => Ok(pb_server::run(spec, opts, shutdown).await?),
+        Protocol::GoPlugin => anyhow::bail!(super::client::GO_PLUGIN_SPEC),
     }
 }

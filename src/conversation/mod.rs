@@ -114,10 +114,12 @@ pub trait Conversation: Send {
     fn end(&mut self, dir: Direction, at: Instant, out: &mut Vec<Observed>);
 }
 
-/// A conversation decoding `protocol`.
-pub fn for_protocol(protocol: Protocol, limits: Limits) -> Box<dyn Conversation> {
+/// A conversation decoding `protocol`, for the protocols a byte-level
+/// proxy can decode (go-plugin runs its own HTTP/2 proxy instead).
+pub fn for_protocol(protocol: Protocol, limits: Limits) -> Option<Box<dyn Conversation>> {
     match protocol {
-        Protocol::MsgPack1 => Box::new(MsgpackConversation::new(limits)),
-        Protocol::ProtoBuf1 => Box::new(ProtobufStream::new(limits)),
+        Protocol::MsgPack1 => Some(Box::new(MsgpackConversation::new(limits))),
+        Protocol::ProtoBuf1 => Some(Box::new(ProtobufStream::new(limits))),
+        Protocol::GoPlugin => None,
     }
 }

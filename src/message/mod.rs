@@ -26,6 +26,14 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The other direction.
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::ToServer => Direction::ToClient,
+            Direction::ToClient => Direction::ToServer,
+        }
+    }
+
     /// Arrow label for log lines.
     pub fn arrow(self) -> &'static str {
         match self {
@@ -60,6 +68,16 @@ pub enum Kind {
     /// Not a frame: the peer closed the connection where a frame was due.
     /// ProtoBuf:1 servers signal errors this way (`error` says what was due).
     Closed,
+    /// gRPC (go-plugin): a stream opened, with its request headers.
+    GrpcOpen,
+    /// gRPC (go-plugin): one length-prefixed message on a stream.
+    GrpcMessage,
+    /// gRPC (go-plugin): response headers.
+    GrpcHeaders,
+    /// gRPC (go-plugin): trailers, with the call's status.
+    GrpcTrailers,
+    /// gRPC (go-plugin): a stream reset or cut short.
+    GrpcReset,
 }
 
 impl Kind {
@@ -75,6 +93,11 @@ impl Kind {
             Kind::PdkReply => "pdk-reply",
             Kind::PdkEnd => "pdk-end",
             Kind::Closed => "CLOSED",
+            Kind::GrpcOpen => "open",
+            Kind::GrpcMessage => "message",
+            Kind::GrpcHeaders => "headers",
+            Kind::GrpcTrailers => "trailers",
+            Kind::GrpcReset => "RESET",
         }
     }
 }

@@ -6,11 +6,15 @@
 //! connection type the roles use: a stream plus a read buffer plus a codec.
 //! [`split`] splits one into halves that can be read and written from two
 //! tasks, as the proxy does; a connection without a codec reads raw chunks.
+//! [`stream`] is a Unix-or-TCP byte stream for protocols that run their own
+//! framing state machine over the socket (HTTP/2 for go-plugin's gRPC).
 
 pub mod connection;
 pub mod socket;
 pub mod split;
+pub mod stream;
 
 pub use connection::{ConnId, Connection};
 pub use socket::{BoundSocket, SocketError, bind, connect_when_ready};
 pub use split::{ReadHalf, WriteHalf};
+pub use stream::{Address, Listener, Stream};

@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use super::proxy_conn::{self, Shared};
 use crate::codec::Limits;
+use crate::conversation;
 use crate::error::{Error, Result};
 use crate::net;
 use crate::process::{self, Child};
@@ -114,6 +115,12 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
         .map(|r| r.parse::<Rule>())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Other(format!("--redact: {e}")))?;
+    if conversation::for_protocol(opts.protocol, opts.limits).is_none() {
+        return Err(Error::Other(format!(
+            "the byte-level proxy cannot decode {}; use its own wrapper (plugtap proxy --protocol {} -- CMD)",
+            opts.protocol, opts.protocol
+        )));
+    }
     net::socket::check_path(&opts.listen)?;
     net::socket::check_path(&opts.upstream)?;
     let mut term = signal(SignalKind::terminate()).map_err(io("cannot watch SIGTERM"))?;

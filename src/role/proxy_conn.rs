@@ -228,7 +228,11 @@ async fn decode(
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
-    let mut conv = conversation::for_protocol(shared.protocol, shared.limits);
+    // `proxy::run` refuses protocols without a conversation before any
+    // connection is accepted.
+    let Some(mut conv) = conversation::for_protocol(shared.protocol, shared.limits) else {
+        return;
+    };
     let mut out = Vec::new();
     let (mut to_server, mut to_client) = (0u64, 0u64);
     let mut last = Instant::now();

@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod codec;
 mod faults;
+mod goplugin;
 mod kong;
 mod kong_mock;
 mod kong_query;
