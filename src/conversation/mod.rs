@@ -3,7 +3,9 @@
 //!
 //! [`protobuf`] follows a `ProtoBuf:1` connection, where what a frame is
 //! (RpcCall, PDK method name, arguments, reply, end of calls, RpcReturn)
-//! depends on the frames before it.
+//! depends on the frames before it. [`prox`] follows a prox plugin socket
+//! connection, where a reply is decoded with the hook of the call before it.
 
 pub mod protobuf;
 mod protobuf_decode;
+pub mod prox;
