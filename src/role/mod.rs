@@ -1,4 +1,5 @@
-//! The roles: mock server and Kong stand-in (client).
+//! The roles: mock server and Kong stand-in (client); for `prox`, a mock
+//! plugin and a stand-in for prox.
 //!
 //! Roles sit on top of the lower layers: they read and write through
 //! [`crate::net::Connection`], decode with [`crate::codec`], give frames
@@ -10,6 +11,12 @@ pub mod pb_client;
 mod pb_outcome;
 pub mod pb_server;
 mod pb_wire;
+mod prox_calls;
+pub mod prox_client;
+mod prox_hooks;
+pub mod prox_report;
+pub mod prox_server;
+mod prox_wire;
 mod replies;
 pub mod report;
 pub mod server;

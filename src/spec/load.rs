@@ -18,8 +18,8 @@ use serde_json::Value as Json;
 
 use super::template;
 use super::{
-    ClientSpec, Cycle, Entry, Expect, ExpectError, Notification, PdkStep, Role, ServerSpec, Spec,
-    StartCmd, Step,
+    ClientSpec, Cycle, Entry, Expect, ExpectError, Notification, PdkStep, ProxSpec, Role,
+    ServerSpec, Spec, StartCmd, Step,
 };
 use crate::protocol::Protocol;
 use crate::value_json;
@@ -90,6 +90,7 @@ pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
             start_cmd: raw.start_cmd,
             on_pdk: raw.on_pdk.unwrap_or_default(),
         },
+        prox: raw.prox.unwrap_or_default(),
         warnings: unknown
             .into_iter()
             .map(|k| format!("unknown key `{k}` is ignored"))
@@ -181,6 +182,12 @@ fn check(spec: &mut Spec) -> Result<(), String> {
             Protocol::ProtoBuf1
         ));
     }
+    if spec.protocol != Protocol::Prox && spec.prox != ProxSpec::default() {
+        spec.warnings.push(format!(
+            "`prox` is only used with \"protocol\": \"{}\" (or --protocol)",
+            Protocol::Prox
+        ));
+    }
     for (key, used_by) in unused {
         spec.warnings.push(format!(
             "`{key}` is only used by the {} role and is ignored here",
@@ -234,6 +241,7 @@ struct RawSpec {
     try_methods: Option<Vec<Step>>,
     start_cmd: Option<StartCmd>,
     on_pdk: Option<IndexMap<String, Vec<Entry>>>,
+    prox: Option<ProxSpec>,
 }
 
 /// `Some(value)` even for `null`, so "absent" and "null" differ.

@@ -14,6 +14,7 @@
 mod load;
 pub mod matcher;
 pub mod pdk;
+pub mod prox;
 pub mod template;
 
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use serde_json::Value as Json;
 
 pub use load::{SpecError, load_file, load_reader, load_str};
 pub use pdk::PdkStep;
+pub use prox::ProxSpec;
 
 use crate::protocol::Protocol;
 
@@ -64,6 +66,8 @@ pub struct Spec {
     pub server: ServerSpec,
     /// Client-role settings.
     pub client: ClientSpec,
+    /// Settings of the `prox` protocol (the `prox` key).
+    pub prox: ProxSpec,
     /// Things worth telling the user that are not errors (unknown keys).
     pub warnings: Vec<String>,
 }
