@@ -29,6 +29,18 @@ const EXERCISED: &[(&str, &str)] = &[
         "pb-client-event-cycle.json",
         "pb_roles::full_event_cycle_between_client_and_server_roles",
     ),
+    (
+        "prox-mock-plugin.json",
+        "prox_roles::mock_plugin_answers_prox_bytes_and_bad_envelopes",
+    ),
+    (
+        "prox-client-mock.json",
+        "prox_roles::client_drives_the_mock_plugin",
+    ),
+    (
+        "prox-client.json",
+        "prox_roles::client_drives_the_python_plugin",
+    ),
 ];
 
 #[test]

@@ -6,6 +6,7 @@
 
 pub mod mp;
 pub mod pb;
+pub mod prox;
 
 use std::fs::File;
 use std::os::unix::net::UnixStream;
