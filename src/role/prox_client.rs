@@ -6,7 +6,7 @@
 //! socket `ready` names: each step of `try_methods` is a hook (`method`)
 //! with its payload (`params`, short keys or readable names; fields prox
 //! always sends are filled in), one call at a time per connection, over
-//! `prox.connections` connections at once ([`super::prox_calls`]). Lines
+//! `prox.connections` connections at once (`prox_calls.rs`). Lines
 //! the plugin writes meanwhile (pushes, logs) are logged and reported.
 //! At the end it closes the plugin's stdin, which is how prox stops a
 //! plugin, and waits `--grace` for it to exit before terminating it: prox
@@ -84,14 +84,37 @@ pub async fn run(
             .clone()
             .unwrap_or_else(|| vec![json!({"route_id": ""})]);
         for params in &configures {
-            plugin.send(&stdio::configure_line(params)).await?;
+            if let Err(e) = plugin.send(&stdio::configure_line(params)).await {
+                let exited = tokio::time::timeout(Duration::from_millis(500), child.wait()).await;
+                return Err(Error::Other(match exited {
+                    Ok(Ok(status)) => format!(
+                        "the plugin exited ({}) before sending `ready` ({e})",
+                        process::describe(status)
+                    ),
+                    _ => e.to_string(),
+                }));
+            }
         }
-        let (socket, hooks) = tokio::select! {
+        let ready = tokio::select! {
             _ = shutdown.cancelled() => return Err(Error::Other("interrupted".into())),
-            ready = plugin.ready(opts.wait) => ready?,
+            ready = plugin.ready(opts.wait) => ready,
             status = child.wait() => {
                 let how = status.map_or_else(|e| e.to_string(), process::describe);
                 return Err(Error::Other(format!("the plugin exited ({how}) before sending `ready`")));
+            }
+        };
+        let (socket, hooks) = match ready {
+            Ok(ready) => ready,
+            Err(e) => {
+                // Say how the plugin ended, when it has.
+                let exited = tokio::time::timeout(Duration::from_millis(500), child.wait()).await;
+                return Err(match exited {
+                    Ok(Ok(status)) => Error::Other(format!(
+                        "{e}; the plugin exited ({})",
+                        process::describe(status)
+                    )),
+                    _ => e,
+                });
             }
         };
         let socket = match &opts.socket {
@@ -264,10 +287,7 @@ impl Plugin {
         stdin
             .write_all(&line.raw)
             .await
-            .map_err(|source| Error::Io {
-                context: "writing to the plugin's stdin".into(),
-                source,
-            })
+            .map_err(|e| Error::Other(format!("cannot write to the plugin's stdin: {e}")))
     }
 
     /// Waits for a `ready` naming a socket; returns it and the hooks.

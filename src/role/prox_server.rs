@@ -7,7 +7,7 @@
 //! (the socket and the hooks: `prox.hooks`, or the `on_methods` keys).
 //! Lines in `prox.pushes` are written at their time after the first
 //! `ready`. Socket connections are served from `on_methods`
-//! ([`super::prox_hooks`]). The mock stops when stdin closes, which is how
+//! (`prox_hooks.rs`). The mock stops when stdin closes, which is how
 //! prox stops plugins, or on SIGINT/SIGTERM; it removes its socket.
 //!
 //! Its stdout belongs to the protocol, so connections' conversations are

@@ -94,12 +94,35 @@ fn a_plugin_that_exits_before_ready() {
     let out = client(dir.path(), ONE_CALL, "echo starting; exit 4", &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr.contains("before sending `ready`"),
+        out.stderr.contains("before sending `ready`") && out.stderr.contains("exit code 4"),
         "{}",
         out.stderr
     );
-    // Its stray output was shown for what it is.
-    assert!(out.stderr.contains("not JSON"), "{}", out.stderr);
+}
+
+#[test]
+fn a_plugin_that_never_sends_ready() {
+    let dir = support::tmpdir();
+    let out = client(
+        dir.path(),
+        ONE_CALL,
+        "echo starting up; sleep 10",
+        &["--wait", "0.5", "--grace", "0.2"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the plugin sent no `ready` with a socket within 500ms"),
+        "{}",
+        out.stderr
+    );
+    // Its stray output was shown for what it is, and it was stopped.
+    assert!(
+        out.stderr.contains(r#"MALFORMED (not JSON"#),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("killing it") || out.stderr.contains("closing the plugin's stdin"));
 }
 
 #[test]
@@ -250,4 +273,57 @@ fn bad_prox_specs_are_refused_before_anything_starts() {
         );
         assert!(!socket.exists());
     }
+}
+
+/// A raw plugin answers with a length above prox's 1 MiB: the call fails
+/// as it does in prox, and the next call dials a new connection.
+#[test]
+fn a_reply_over_prox_frame_limit() {
+    use crate::support::prox::{read_frame, write_frame};
+    use std::io::Write as _;
+    use std::os::unix::net::UnixListener;
+
+    let dir = support::tmpdir();
+    let socket = dir.path().join("raw.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        read_frame(&mut s).unwrap();
+        s.write_all(&[0x00, 0x10, 0x00, 0x01, 0x81]).unwrap();
+        assert_eq!(read_frame(&mut s), None, "prox drops the connection");
+        let (mut s, _) = listener.accept().unwrap();
+        read_frame(&mut s).unwrap();
+        write_frame(&mut s, &[0x81, 0xa2, b'o', b'k', 0xc3]);
+        assert_eq!(read_frame(&mut s), None);
+    });
+    let spec = dir.path().join("c.json");
+    std::fs::write(
+        &spec,
+        r#"{"protocol": "prox", "try_methods": [
+            {"method": "on_request", "params": {"path": "/"}},
+            {"method": "on_request", "params": {"path": "/"}, "expect": {"result": {"allow": true}}}]}"#,
+    )
+    .unwrap();
+    let out = support::run(
+        dir.path(),
+        &[
+            "client",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    peer.join().unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let r = report(&out);
+    let f = failure(&r, 0);
+    assert!(
+        f.starts_with("undecodable: message at stream offset 0 is too large: 1048577 bytes")
+            && f.contains("limit 1048576")
+            && f.contains("`frame too large: 1048577 bytes`"),
+        "{f}"
+    );
+    assert_eq!(r["steps"][1]["status"], "passed");
 }
