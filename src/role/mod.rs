@@ -16,6 +16,7 @@ pub mod prox_client;
 mod prox_hooks;
 pub mod prox_report;
 pub mod prox_server;
+mod prox_stdio;
 mod prox_wire;
 mod replies;
 pub mod report;

@@ -15,6 +15,7 @@ mod props;
 mod prox_codec;
 mod prox_conversation;
 mod prox_faults;
+mod prox_mock;
 mod prox_roles;
 mod prox_vectors;
 mod server;

@@ -164,6 +164,18 @@ impl MockPlugin {
         PathBuf::from(ready["params"]["socket"].as_str().unwrap())
     }
 
+    /// Waits up to `limit` for the mock to exit; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
     /// Closes stdin, as prox does to stop a plugin, and returns the exit code.
     pub fn close_stdin(&mut self) -> i32 {
         drop(self.stdin.take());
