@@ -42,6 +42,9 @@ pub struct PluginReport {
     /// Every stdio line, both ways: `{"direction", "view"}`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<Json>,
+    /// Lines left out of `lines` (past the first 10,000); they were logged.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lines_omitted: usize,
     /// How the plugin ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<String>,
@@ -112,4 +115,8 @@ impl ProxReport {
             Outcome::Failed
         }
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

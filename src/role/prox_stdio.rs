@@ -21,6 +21,10 @@ use crate::message::{Direction, Kind, MessageView};
 use crate::net::Connection;
 use crate::process::{self, Child};
 
+/// Lines kept for the report; a chatty plugin's later lines are counted
+/// (every line is logged as it arrives).
+const MAX_LINES: usize = 10_000;
+
 /// What the plugin's stdout reader hands over.
 pub(super) enum Event {
     Line(Box<(MessageView, StdioMessage, bool)>),
@@ -157,9 +161,13 @@ impl Plugin {
                 view.problem.clone().unwrap_or_default()
             )));
         }
-        self.report
-            .lines
-            .push(json!({"direction": Direction::ToClient, "view": view}));
+        if self.report.lines.len() < MAX_LINES {
+            self.report
+                .lines
+                .push(json!({"direction": Direction::ToClient, "view": view}));
+        } else {
+            self.report.lines_omitted += 1;
+        }
     }
 
     /// Closes the plugin's stdin, as prox does to stop it, and waits
