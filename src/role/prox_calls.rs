@@ -136,7 +136,7 @@ pub(super) async fn run(
     // A reply to a last on_disconnect would otherwise go unseen.
     if let (Some(c), Some(last)) = (conn.as_mut(), reports.last_mut())
         && steps.last().is_some_and(|s| !s.hook.expects_reply())
-        && let Some(stray) = stray(c, Duration::from_millis(100)).await
+        && let Some(stray) = stray(c, Duration::from_millis(250)).await
     {
         last.failures.push(Failure::new(stray));
         last.status = StepStatus::Failed;

@@ -128,10 +128,11 @@ fn a_plugin_that_never_sends_ready() {
 #[test]
 fn replies_and_lines_prox_cannot_use() {
     let dir = support::tmpdir();
+    // The disconnect comes last: a reply to it is then caught for sure (a
+    // call right after it would race the stray reply, as in prox).
     let spec = r#"{"protocol": "prox", "try_methods": [
         {"method": "on_request", "params": {"path": "/bad-reply"}},
-        {"method": "on_disconnect", "params": {"route_id": "web:0"}},
-        {"method": "on_connect", "params": {"domain": "a.example"}, "expect": {"result": {"allow": true}}}]}"#;
+        {"method": "on_disconnect", "params": {"route_id": "web:0"}}]}"#;
     let cmd = plugin_cmd("--reply-to-disconnect --long-line");
     let out = client(dir.path(), spec, &cmd, &[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -142,15 +143,11 @@ fn replies_and_lines_prox_cannot_use() {
             && f0.contains(r#"ok: a string "yes" where a bool is due"#),
         "{f0}"
     );
-    assert_eq!(
-        r["steps"][1]["status"], "passed",
-        "the disconnect itself was sent"
-    );
-    let f2 = failure(&r, 2);
+    let f1 = failure(&r, 1);
     assert!(
-        f2.contains("the plugin sent a frame nobody asked for")
-            && f2.contains("after on_disconnect, which gets no reply"),
-        "{f2}"
+        f1.contains("the plugin sent a frame nobody asked for")
+            && f1.contains("after on_disconnect, which gets no reply"),
+        "{f1}"
     );
     let plugin = r["plugin"]["failures"][0]["message"].as_str().unwrap();
     assert!(
