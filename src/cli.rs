@@ -42,8 +42,9 @@ arrived, 2 usage or runtime error.";
 /// Watch, mock and drive Kong's external plugin servers.
 ///
 /// plugtap speaks Kong's pluginserver protocols (MsgPack:1, ProtoBuf:1)
-/// and prox's plugin protocol (prox) over Unix sockets. As a server it mocks a pluginserver from a JSON spec; as a
-/// client it stands in for Kong and drives a real pluginserver.
+/// and prox's plugin protocol (prox) over Unix sockets. As a server it
+/// mocks a pluginserver (or a prox plugin) from a JSON spec; as a client it
+/// stands in for Kong (or prox) and drives a real one.
 #[derive(Debug, Parser)]
 #[command(name = "plugtap", version, after_help = EXAMPLES)]
 pub struct Cli {
