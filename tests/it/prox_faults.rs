@@ -42,7 +42,7 @@ const ONE_CALL: &str = r#"{"protocol": "prox", "try_methods": [
 fn a_ready_naming_a_missing_socket() {
     let dir = support::tmpdir();
     let missing = dir.path().join("nope.sock");
-    let cmd = plugin_cmd(&format!("--announce {}", missing.display()));
+    let cmd = plugin_cmd(dir.path(), &format!("--announce {}", missing.display()));
     let out = client(dir.path(), ONE_CALL, &cmd, &["--wait", "0.5"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
@@ -66,7 +66,7 @@ fn a_plugin_that_exits_during_a_call() {
     let spec = r#"{"protocol": "prox", "try_methods": [
         {"method": "on_request", "params": {"path": "/crash"}},
         {"method": "on_request", "params": {"path": "/"}}]}"#;
-    let out = client(dir.path(), spec, &plugin_cmd(""), &[]);
+    let out = client(dir.path(), spec, &plugin_cmd(dir.path(), ""), &[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let r = report(&out);
     let error = r["steps"][0]["error"].as_str().unwrap();
@@ -133,7 +133,7 @@ fn replies_and_lines_prox_cannot_use() {
     let spec = r#"{"protocol": "prox", "try_methods": [
         {"method": "on_request", "params": {"path": "/bad-reply"}},
         {"method": "on_disconnect", "params": {"route_id": "web:0"}}]}"#;
-    let cmd = plugin_cmd("--reply-to-disconnect --long-line");
+    let cmd = plugin_cmd(dir.path(), "--reply-to-disconnect --long-line");
     let out = client(dir.path(), spec, &cmd, &[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let r = report(&out);
@@ -162,7 +162,7 @@ fn a_plugin_that_ignores_the_end_of_stdin_is_terminated() {
     let out = client(
         dir.path(),
         ONE_CALL,
-        &plugin_cmd("--ignore-eof"),
+        &plugin_cmd(dir.path(), "--ignore-eof"),
         &["--grace", "0.3"],
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -186,7 +186,12 @@ fn timeouts_and_expected_errors() {
         {"method": "on_request", "params": {"path": "/slow"}, "expect": {"error": "timeout"}},
         {"method": "on_request", "params": {"path": "/slow"}},
         {"method": "on_request", "params": {"path": "/"}, "expect": {"error": true}}]}"#;
-    let out = client(dir.path(), spec, &plugin_cmd(""), &["--timeout", "0.1"]);
+    let out = client(
+        dir.path(),
+        spec,
+        &plugin_cmd(dir.path(), ""),
+        &["--timeout", "0.1"],
+    );
     assert_eq!(out.code, 1, "{}", out.stderr);
     let r = report(&out);
     assert_eq!(r["steps"][0]["status"], "passed", "{r:#}");

@@ -114,7 +114,7 @@ fn client_drives_the_python_plugin() {
             "--spec",
             support::spec("prox-client.json").to_str().unwrap(),
             "--start-cmd",
-            &plugin_cmd(""),
+            &plugin_cmd(dir.path(), ""),
             "--json",
         ],
     );

@@ -23,12 +23,15 @@ pub fn python() -> PathBuf {
     exe
 }
 
-/// The shell command starting the Python plugin with `args`.
-pub fn plugin_cmd(args: &str) -> String {
+/// The shell command starting the Python plugin with `args`, listening in
+/// `dir` (not under /tmp, where the SDK listens, so that a plugin a test
+/// kills leaves nothing behind).
+pub fn plugin_cmd(dir: &Path, args: &str) -> String {
     format!(
-        "{} {} {args}",
+        "{} {} --socket {} {args}",
         python().display(),
-        root().join("tests/peers/prox/prox_plugin.py").display()
+        root().join("tests/peers/prox/prox_plugin.py").display(),
+        dir.join("plugin.sock").display()
     )
 }
 
