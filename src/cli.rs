@@ -51,14 +51,20 @@ Examples:
   plugtap proxy --listen /tmp/front.sock --upstream /tmp/back.sock --record calls.jsonl
   plugtap show calls.jsonl
 
+  # prox plugins: drive a plugin as prox would (start it, configure, call hooks),
+  # here the mock plugin, which prox could also run as a plugin command:
+  plugtap client --spec specs/prox-client-mock.json
+  plugtap client --spec specs/prox-client.json --start-cmd ./my-prox-plugin
+
 Exit codes: 0 all passed, 1 an expectation failed or a malformed message
 arrived, 2 usage or runtime error.";
 
 /// Watch, mock and drive Kong's external plugin servers.
 ///
 /// plugtap speaks Kong's pluginserver protocols (MsgPack:1, ProtoBuf:1)
-/// over Unix sockets. As a server it mocks a pluginserver from a JSON spec; as a
-/// client it stands in for Kong and drives a real pluginserver.
+/// and prox's plugin protocol (prox) over Unix sockets. As a server it
+/// mocks a pluginserver (or a prox plugin) from a JSON spec; as a client it
+/// stands in for Kong (or prox) and drives a real one.
 #[derive(Debug, Parser)]
 #[command(name = "plugtap", version, after_help = EXAMPLES)]
 pub struct Cli {
@@ -161,9 +167,9 @@ pub struct CommonArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_protocol)]
     pub protocol: Option<Protocol>,
 
-    /// Largest accepted message in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_MAX_MESSAGE)]
-    pub max_message: usize,
+    /// Largest accepted message in bytes [default: 16 MiB; prox: 1 MiB, prox's frame limit].
+    #[arg(long, value_name = "BYTES")]
+    pub max_message: Option<usize>,
 
     /// Deepest accepted nesting of arrays and maps.
     #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_DEPTH)]
@@ -175,17 +181,29 @@ impl Default for CommonArgs {
         CommonArgs {
             socket: None,
             protocol: None,
-            max_message: Limits::DEFAULT_MAX_MESSAGE,
+            max_message: None,
             max_depth: Limits::DEFAULT_MAX_DEPTH,
         }
     }
 }
 
 impl CommonArgs {
-    /// The decoding limits these options set.
+    /// The decoding limits these options set for Kong's protocols. Kept for
+    /// subcommands that have no protocol to ask about.
+    #[allow(dead_code)]
     pub fn limits(&self) -> Limits {
+        self.limits_for(Protocol::MsgPack1)
+    }
+
+    /// The decoding limits for `protocol`: its own message limit unless
+    /// --max-message says otherwise.
+    pub fn limits_for(&self, protocol: Protocol) -> Limits {
+        let default = match protocol {
+            Protocol::Prox => plugtap::codec::prox::MAX_FRAME,
+            _ => Limits::DEFAULT_MAX_MESSAGE,
+        };
         Limits {
-            max_message: self.max_message,
+            max_message: self.max_message.unwrap_or(default),
             max_depth: self.max_depth,
         }
     }

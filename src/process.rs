@@ -13,7 +13,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::Command;
+use tokio::process::{ChildStdin, ChildStdout, Command};
 use tokio::sync::watch;
 
 use crate::spec::StartCmd;
@@ -94,6 +94,52 @@ impl Child {
     /// The process id, while it is known.
     pub fn pid(&self) -> Option<u32> {
         self.pid
+    }
+
+    /// Starts `cmd` with its stdin and stdout as pipes the caller speaks
+    /// on (a prox plugin reads JSON lines on stdin and writes them on
+    /// stdout); stderr is inherited. [`Child::first_line`] sees nothing.
+    pub fn spawn_piped(cmd: &StartCmd) -> Result<(Child, ChildStdin, ChildStdout), SpawnError> {
+        let shown = cmd.display();
+        let mut command = match cmd {
+            StartCmd::Shell(line) => {
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c").arg(line);
+                c
+            }
+            StartCmd::Argv(argv) => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+        };
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut inner = command.spawn().map_err(|source| SpawnError {
+            command: shown.clone(),
+            source,
+        })?;
+        let pid = inner.id();
+        tracing::info!("started `{shown}` (pid {})", pid.unwrap_or_default());
+        let pipes = inner.stdin.take().zip(inner.stdout.take());
+        let child = Child {
+            inner,
+            pid,
+            display: shown.clone(),
+            first_line: watch::channel(None).1,
+            status: None,
+        };
+        let Some((stdin, stdout)) = pipes else {
+            return Err(SpawnError {
+                command: shown,
+                source: std::io::Error::other("the child's pipes are missing"),
+            });
+        };
+        Ok((child, stdin, stdout))
     }
 
     /// The command as written.

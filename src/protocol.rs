@@ -1,4 +1,5 @@
-//! The wire protocols plugtap speaks, by the names Kong uses for them.
+//! The wire protocols plugtap speaks, by the names Kong uses for them
+//! (and `prox`, the prox reverse proxy's plugin protocol).
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,12 +22,20 @@ pub enum Protocol {
     /// HTTP/2 (Terraform, Vault, Packer, Nomad plugins).
     #[serde(rename = "go-plugin")]
     GoPlugin,
+    /// The prox reverse proxy's plugins: JSON lines on stdin/stdout, hooks
+    /// as length-prefixed msgpack frames on a Unix socket the plugin names.
+    #[serde(rename = "prox")]
+    Prox,
 }
 
 impl Protocol {
     /// Every protocol, in the order help texts list them.
-    pub const ALL: &'static [Protocol] =
-        &[Protocol::MsgPack1, Protocol::ProtoBuf1, Protocol::GoPlugin];
+    pub const ALL: &'static [Protocol] = &[
+        Protocol::MsgPack1,
+        Protocol::ProtoBuf1,
+        Protocol::GoPlugin,
+        Protocol::Prox,
+    ];
 
     /// The name used in specs, recordings and Kong's query output.
     pub fn name(self) -> &'static str {
@@ -34,6 +43,7 @@ impl Protocol {
             Protocol::MsgPack1 => "MsgPack:1",
             Protocol::ProtoBuf1 => "ProtoBuf:1",
             Protocol::GoPlugin => "go-plugin",
+            Protocol::Prox => "prox",
         }
     }
 

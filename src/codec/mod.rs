@@ -11,14 +11,18 @@
 //! size is checked against the limit *before* anything is buffered for it.
 
 pub mod kong_style;
+pub mod lines;
 pub mod msgpack;
 pub mod protobuf;
+pub mod prox;
 
 use std::fmt;
 
 pub use kong_style::Style;
+pub use lines::{Line, LineCodec};
 pub use msgpack::{MsgpackCodec, MsgpackFrame};
 pub use protobuf::{ProtobufCodec, ProtobufFrame};
+pub use prox::{ProxCodec, ProxFrame};
 
 /// Limits applied while decoding untrusted bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

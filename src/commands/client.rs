@@ -10,7 +10,7 @@ use crate::cli::{CommonArgs, parse_secs};
 use plugtap::exit::Outcome;
 use plugtap::protocol::Protocol;
 use plugtap::role::client::{self, ClientOptions};
-use plugtap::role::pb_client;
+use plugtap::role::{pb_client, prox_client};
 use plugtap::spec::{Spec, StartCmd};
 
 /// Why `--protocol go-plugin` cannot run a Kong spec.
@@ -82,6 +82,7 @@ pub async fn drive(
     full: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Outcome> {
+    let protocol = common.protocol.unwrap_or(spec.protocol);
     let start_cmd = if args.no_start {
         None
     } else {
@@ -96,7 +97,7 @@ pub async fn drive(
         call_timeout: args.timeout,
         wait: args.wait,
         grace: args.grace,
-        limits: common.limits(),
+        limits: common.limits_for(protocol),
         full_values: full,
     };
     if spec.client.kong.is_some() {
@@ -107,10 +108,18 @@ pub async fn drive(
         }
         return Ok(report.outcome());
     }
-    let report = match common.protocol.unwrap_or(spec.protocol) {
+    let report = match protocol {
         Protocol::MsgPack1 => client::run(spec, opts, shutdown).await?,
         Protocol::ProtoBuf1 => pb_client::run(spec, opts, shutdown).await?,
         Protocol::GoPlugin => anyhow::bail!(GO_PLUGIN_SPEC),
+        Protocol::Prox => {
+            let report = prox_client::run(spec, opts, shutdown).await?;
+            eprint!("{}", report.render());
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            return Ok(report.outcome());
+        }
     };
     eprint!("{}", report.render());
     if args.json {

@@ -19,6 +19,7 @@ use clap::CommandFactory as _;
 
 use crate::cli::{Cli, Command, CommonArgs};
 use plugtap::exit::Outcome;
+use plugtap::protocol::Protocol;
 use plugtap::spec::{self, Cycle, Role, Spec};
 
 /// Runs what the command line asks for.
@@ -54,7 +55,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             goplugin::serve(
                 spec,
                 args.common.socket.clone(),
-                args.common.max_message,
+                args.common.limits_for(Protocol::GoPlugin).max_message,
                 full,
             )
             .await
@@ -66,7 +67,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                 &spec,
                 args.run.start_cmd.clone(),
                 args.run.json,
-                args.common.max_message,
+                args.common.limits_for(Protocol::GoPlugin).max_message,
                 shutdown,
             )
             .await

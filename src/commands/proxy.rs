@@ -182,7 +182,7 @@ pub async fn from_spec(
         redact: vec![],
         spec: None,
         protocol: common.protocol,
-        max_message: common.max_message,
+        max_message: common.limits_for(spec.protocol).max_message,
         max_depth: common.max_depth,
         wait: Duration::from_secs(10),
         grace: Duration::from_secs(5),

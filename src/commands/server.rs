@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::CommonArgs;
 use plugtap::exit::Outcome;
 use plugtap::protocol::Protocol;
-use plugtap::role::pb_server;
 use plugtap::role::server::{self, ServerOptions};
+use plugtap::role::{pb_server, prox_server};
 use plugtap::spec::Spec;
 
 /// Arguments of `server`.
@@ -52,10 +52,13 @@ pub async fn serve(
         .socket
         .clone()
         .or_else(|| spec.socket.clone())
-        .unwrap_or_else(|| "mock.socket".into());
+        .unwrap_or_else(|| match protocol {
+            Protocol::Prox => prox_server::default_socket(),
+            _ => "mock.socket".into(),
+        });
     let opts = ServerOptions {
         socket,
-        limits: common.limits(),
+        limits: common.limits_for(protocol),
         full_values: full,
         print_conversations,
     };
@@ -64,5 +67,6 @@ pub async fn serve(
         Protocol::MsgPack1 => Ok(server::run(spec, opts, shutdown).await?),
         Protocol::ProtoBuf1 => Ok(pb_server::run(spec, opts, shutdown).await?),
         Protocol::GoPlugin => anyhow::bail!(super::client::GO_PLUGIN_SPEC),
+        Protocol::Prox => Ok(prox_server::run(spec, opts, shutdown).await?),
     }
 }

@@ -17,7 +17,10 @@
 //! which [`Conversation::end`] reports as undecodable.
 //!
 //! Each protocol implements the trait in its own file ([`msgpack`] for
-//! `MsgPack:1`, [`protobuf`] for `ProtoBuf:1`); [`for_protocol`] picks one. A protocol whose frames only
+//! `MsgPack:1`, [`protobuf`] for `ProtoBuf:1`); [`for_protocol`] picks one.
+//! ([`prox`] follows a prox plugin socket connection, where a reply is
+//! decoded with the hook of the call before it; the proxy does not use it
+//! yet.) A protocol whose frames only
 //! make sense in context (ProtoBuf:1's PDK frames, typed by the method-name
 //! frame before them) keeps that context inside its implementation.
 
@@ -25,6 +28,7 @@ pub mod msgpack;
 pub mod protobuf;
 mod protobuf_decode;
 mod protobuf_stream;
+pub mod prox;
 
 use std::time::{Duration, Instant};
 
@@ -120,6 +124,6 @@ pub fn for_protocol(protocol: Protocol, limits: Limits) -> Option<Box<dyn Conver
     match protocol {
         Protocol::MsgPack1 => Some(Box::new(MsgpackConversation::new(limits))),
         Protocol::ProtoBuf1 => Some(Box::new(ProtobufStream::new(limits))),
-        Protocol::GoPlugin => None,
+        Protocol::GoPlugin | Protocol::Prox => None,
     }
 }

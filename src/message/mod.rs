@@ -1,7 +1,7 @@
 //! Messages: frames given meaning.
 //!
 //! Each protocol has its own typed message module (for `MsgPack:1`,
-//! [`msgpack_rpc`]; for `ProtoBuf:1`, [`protobuf`]). Logs, recordings and export do not care which protocol
+//! [`msgpack_rpc`]; for `ProtoBuf:1`, [`protobuf`]; for `prox`, [`prox`]). Logs, recordings and export do not care which protocol
 //! a frame came from, so every typed message can also be shown as a
 //! protocol-neutral [`MessageView`]: its kind, id, method and the whole
 //! decoded message as JSON (in the lossless mapping of
@@ -9,6 +9,7 @@
 
 pub mod msgpack_rpc;
 pub mod protobuf;
+pub mod prox;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,8 @@
 //! [`Connection`]: a Unix stream, its read buffer and a codec.
 //!
-//! Every role reads and writes through this type. The read buffer lives in
+//! Every role reads and writes through this type. The stream is a Unix
+//! socket unless said otherwise: a prox plugin's stdout pipe, or plugtap's
+//! own stdin ([`super::stdio`]), is read the same way. The read buffer lives in
 //! the connection, so [`Connection::read_frame`] is cancel-safe: dropping
 //! the future (say, in a `select!` against shutdown) loses no bytes.
 
@@ -8,7 +10,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::UnixStream;
 use tokio_util::codec::Decoder;
 
@@ -31,21 +33,22 @@ impl fmt::Display for ConnId {
     }
 }
 
-/// A stream with a codec on its read side.
+/// A stream (a Unix socket unless `S` says otherwise) with a codec on its
+/// read side.
 #[derive(Debug)]
-pub struct Connection<C> {
+pub struct Connection<C, S = UnixStream> {
     pub(super) id: ConnId,
-    pub(super) stream: UnixStream,
+    pub(super) stream: S,
     pub(super) buf: BytesMut,
     pub(super) codec: C,
 }
 
-impl<C: Decoder> Connection<C>
+impl<C: Decoder, S: AsyncRead + Unpin> Connection<C, S>
 where
     C::Error: From<std::io::Error>,
 {
     /// Wraps a connected stream.
-    pub fn new(stream: UnixStream, codec: C) -> Self {
+    pub fn new(stream: S, codec: C) -> Self {
         Connection {
             id: ConnId::next(),
             stream,
@@ -78,6 +81,13 @@ where
         &self.buf
     }
 
+    /// The codec, for recovery after an error.
+    pub fn codec_and_buffer(&mut self) -> (&mut C, &mut BytesMut) {
+        (&mut self.codec, &mut self.buf)
+    }
+}
+
+impl<C, S: AsyncWrite + Unpin> Connection<C, S> {
     /// Writes bytes as they are, in one call to the socket where possible.
     pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes).await
@@ -86,10 +96,5 @@ where
     /// Closes the write half; the peer sees end of stream.
     pub async fn shutdown_write(&mut self) -> std::io::Result<()> {
         self.stream.shutdown().await
-    }
-
-    /// The codec, for recovery after an error.
-    pub fn codec_and_buffer(&mut self) -> (&mut C, &mut BytesMut) {
-        (&mut self.codec, &mut self.buf)
     }
 }

@@ -8,10 +8,13 @@
 //! tasks, as the proxy does; a connection without a codec reads raw chunks.
 //! [`stream`] is a Unix-or-TCP byte stream for protocols that run their own
 //! framing state machine over the socket (HTTP/2 for go-plugin's gRPC).
+//! [`stdio`] makes plugtap's own stdin and stdout line channels, for roles
+//! run as a child process (a mock prox plugin).
 
 pub mod connection;
 pub mod socket;
 pub mod split;
+pub mod stdio;
 pub mod stream;
 
 pub use connection::{ConnId, Connection};

@@ -1,5 +1,6 @@
 //! The roles: mock server, Kong stand-in (client) and the proxy between
-//! Kong and a real server.
+//! Kong and a real server; for `prox`, a mock plugin and a stand-in for
+//! prox.
 //!
 //! Roles sit on top of the lower layers: they read and write through
 //! [`crate::net::Connection`], decode with [`crate::codec`], give frames
@@ -19,6 +20,13 @@ pub mod pb_client;
 mod pb_outcome;
 pub mod pb_server;
 mod pb_wire;
+mod prox_calls;
+pub mod prox_client;
+mod prox_hooks;
+pub mod prox_report;
+pub mod prox_server;
+mod prox_stdio;
+mod prox_wire;
 pub mod proxy;
 mod proxy_conn;
 mod replies;

@@ -18,8 +18,8 @@ use serde_json::Value as Json;
 
 use super::template;
 use super::{
-    ClientSpec, Cycle, Entry, Expect, ExpectError, Notification, PdkStep, ProxySpec, Role,
-    ServerSpec, Spec, StartCmd, Step,
+    ClientSpec, Cycle, Entry, Expect, ExpectError, Notification, PdkStep, ProxSpec, ProxySpec,
+    Role, ServerSpec, Spec, StartCmd, Step,
 };
 use crate::protocol::Protocol;
 use crate::value_json;
@@ -102,6 +102,7 @@ pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
             on_pdk: raw.on_pdk.unwrap_or_default(),
             kong: raw.kong,
         },
+        prox: raw.prox.unwrap_or_default(),
         warnings: unknown
             .into_iter()
             .map(|k| format!("unknown key `{k}` is ignored"))
@@ -203,6 +204,12 @@ fn check(spec: &mut Spec) -> Result<(), String> {
             Protocol::ProtoBuf1
         ));
     }
+    if spec.protocol != Protocol::Prox && spec.prox != ProxSpec::default() {
+        spec.warnings.push(format!(
+            "`prox` is only used with \"protocol\": \"{}\" (or --protocol)",
+            Protocol::Prox
+        ));
+    }
     let proxy_keys = [
         ("upstream", spec.proxy.upstream.is_some()),
         ("record", spec.proxy.record.is_some()),
@@ -283,6 +290,7 @@ struct RawSpec {
     redact: Option<Vec<String>>,
     strict: Option<bool>,
     kong: Option<super::kong::KongSpec>,
+    prox: Option<ProxSpec>,
 }
 
 /// `Some(value)` even for `null`, so "absent" and "null" differ.

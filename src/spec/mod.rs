@@ -16,6 +16,7 @@ pub mod kong;
 mod load;
 pub mod matcher;
 pub mod pdk;
+pub mod prox;
 pub mod template;
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use serde_json::Value as Json;
 
 pub use load::{SpecError, load_file, load_reader, load_str};
 pub use pdk::PdkStep;
+pub use prox::ProxSpec;
 
 use crate::protocol::Protocol;
 
@@ -71,6 +73,8 @@ pub struct Spec {
     pub client: ClientSpec,
     /// Proxy-role settings (`socket` is where the proxy listens).
     pub proxy: ProxySpec,
+    /// Settings of the `prox` protocol (the `prox` key).
+    pub prox: ProxSpec,
     /// Things worth telling the user that are not errors (unknown keys).
     pub warnings: Vec<String>,
 }

@@ -54,6 +54,18 @@ const EXERCISED: &[(&str, &str)] = &[
         "goplugin-mock-kv.json",
         "goplugin::host::the_host_drives_the_mock_plugin",
     ),
+    (
+        "prox-mock-plugin.json",
+        "prox_roles::mock_plugin_answers_prox_bytes_and_bad_envelopes",
+    ),
+    (
+        "prox-client-mock.json",
+        "prox_roles::client_drives_the_mock_plugin",
+    ),
+    (
+        "prox-client.json",
+        "prox_roles::client_drives_the_python_plugin",
+    ),
 ];
 
 #[test]

@@ -6,6 +6,7 @@
 
 pub mod mp;
 pub mod pb;
+pub mod prox;
 pub mod specfile;
 pub mod tap;
 
