@@ -87,48 +87,8 @@ pub(crate) async fn connect(opts: &ClientOptions, child: Option<&mut Child>) -> 
             .ok_or_else(|| Error::Other("no socket given (spec `socket` or --socket)".into()))?;
         return Ok(net::connect_when_ready(path, opts.wait).await?);
     };
-    let mut socket = opts.socket.clone();
-    if socket.is_none() {
-        tracing::info!("no socket given; waiting for a go-plugin handshake on stdout");
-    }
-    let deadline = tokio::time::Instant::now() + opts.wait;
-    // With a socket already known, only a handshake printed right away
-    // can change it; without one, the handshake is the only way to learn it.
-    let patience = if socket.is_some() {
-        Duration::from_millis(300)
-    } else {
-        opts.wait
-    };
-    let lines = child.first_line();
-    let first_line = tokio::select! {
-        line = lines.get(patience) => line,
-        status = child.wait() => return Err(exited_early(child.display(), status)),
-    };
-    if let Some(addr) = first_line.as_deref().and_then(process::go_plugin_address) {
-        tracing::info!("go-plugin handshake names socket {}", addr.display());
-        socket = Some(addr);
-    }
-    let path = socket.ok_or_else(|| {
-        Error::Other(format!(
-            "no socket given and `{}` printed no go-plugin handshake",
-            child.display()
-        ))
-    })?;
-    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-    tokio::select! {
-        stream = net::connect_when_ready(&path, remaining) => Ok(stream?),
-        status = child.wait() => Err(exited_early(child.display(), status)),
-    }
-}
-
-fn exited_early(cmd: &str, status: std::io::Result<std::process::ExitStatus>) -> Error {
-    match status {
-        Ok(s) => Error::Other(format!(
-            "`{cmd}` exited ({}) before its socket accepted connections",
-            process::describe(s)
-        )),
-        Err(e) => Error::Other(format!("waiting for `{cmd}`: {e}")),
-    }
+    let (_, stream) = super::launch::connect_child(child, opts.socket.clone(), opts.wait).await?;
+    Ok(stream)
 }
 
 /// Runs every step on one connection.
