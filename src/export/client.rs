@@ -10,6 +10,8 @@
 //! that produced them (and leave its expectation) and `${name}` wherever
 //! they come back, in params and in echoed results.
 
+use std::collections::HashMap;
+
 use indexmap::{IndexMap, IndexSet};
 use serde_json::{Map, Value as Json, json};
 
@@ -129,6 +131,57 @@ impl ClientExport {
     }
 }
 
+impl ClientExport {
+    /// Names captures in the order of the steps that produce them
+    /// (`event_id`, `event_id_2`, …), whatever order they were found in.
+    fn rename(&mut self) {
+        let mut counts: IndexMap<String, usize> = IndexMap::new();
+        let mut renames: HashMap<String, String> = HashMap::new();
+        for step in &mut self.steps {
+            let old = std::mem::take(&mut step.capture);
+            for (name, path) in old {
+                let base = base_name(&name);
+                let n = counts.entry(base.to_owned()).or_insert(0);
+                *n += 1;
+                let new = if *n == 1 {
+                    base.to_owned()
+                } else {
+                    format!("{base}_{n}")
+                };
+                renames.insert(format!("${{{name}}}"), format!("${{{new}}}"));
+                step.capture.insert(new, path);
+            }
+        }
+        for step in &mut self.steps {
+            replace_refs(&mut step.params, &renames);
+            if let Some(r) = step.result.as_mut() {
+                replace_refs(r, &renames);
+            }
+        }
+    }
+}
+
+/// `event_id_3` → `event_id`.
+fn base_name(name: &str) -> &str {
+    match name.rsplit_once('_') {
+        Some((base, n)) if !base.is_empty() && n.parse::<u32>().is_ok() => base,
+        _ => name,
+    }
+}
+
+fn replace_refs(value: &mut Json, renames: &HashMap<String, String>) {
+    match value {
+        Json::String(s) => {
+            if let Some(new) = renames.get(s.as_str()) {
+                *s = new.clone();
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(|v| replace_refs(v, renames)),
+        Json::Object(map) => map.values_mut().for_each(|v| replace_refs(v, renames)),
+        _ => {}
+    }
+}
+
 /// What a failed call must say: its text up to the first digit (ids and
 /// counts vary), or any error when nothing is left.
 pub fn error_expectation(error: &Json) -> Json {
@@ -157,8 +210,9 @@ impl SinkOut for ClientExport {
         }
     }
 
-    fn finish(self: Box<Self>, dialect: &dyn Dialect) -> Json {
+    fn finish(mut self: Box<Self>, dialect: &dyn Dialect) -> Json {
         let several = self.conns.len() > 1;
+        self.rename();
         let steps: Vec<Json> = self
             .steps
             .into_iter()
