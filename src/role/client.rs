@@ -56,12 +56,12 @@ pub async fn run(spec: &Spec, opts: ClientOptions, shutdown: CancellationToken) 
         None => None,
     };
     let outcome = async {
-        let stream = tokio::select! {
+        let (stream, path) = tokio::select! {
             _ = shutdown.cancelled() => return Err(Error::Other("interrupted".into())),
-            s = connect(&opts, child.as_mut()) => s?,
+            s = connect_to(&opts, child.as_mut()) => s?,
         };
         let conn = Connection::new(stream, MsgpackCodec::new(opts.limits));
-        Ok(drive(conn, &spec.client.try_methods, &opts, &shutdown).await)
+        Ok(drive(conn, &path, &spec.client.try_methods, &opts, &shutdown).await)
     }
     .await;
     if let Some(child) = child.as_mut() {
@@ -80,20 +80,33 @@ pub async fn run(spec: &Spec, opts: ClientOptions, shutdown: CancellationToken) 
 /// Finds the socket (spec, or a go-plugin handshake from the child) and
 /// connects, failing early if the child exits first.
 pub(crate) async fn connect(opts: &ClientOptions, child: Option<&mut Child>) -> Result<UnixStream> {
+    connect_to(opts, child).await.map(|(stream, _)| stream)
+}
+
+/// [`connect`], also giving the socket path (for more connections).
+async fn connect_to(
+    opts: &ClientOptions,
+    child: Option<&mut Child>,
+) -> Result<(UnixStream, PathBuf)> {
     let Some(child) = child else {
         let path = opts
             .socket
             .as_ref()
             .ok_or_else(|| Error::Other("no socket given (spec `socket` or --socket)".into()))?;
-        return Ok(net::connect_when_ready(path, opts.wait).await?);
+        return Ok((
+            net::connect_when_ready(path, opts.wait).await?,
+            path.clone(),
+        ));
     };
-    let (_, stream) = super::launch::connect_child(child, opts.socket.clone(), opts.wait).await?;
-    Ok(stream)
+    let (path, stream) = super::launch::connect_child(child, opts.socket.clone(), opts.wait).await?;
+    Ok((stream, path))
 }
 
-/// Runs every step on one connection.
+/// Runs every step in order, each on its step's connection (`conn`): the
+/// first label seen uses `first`, the others are opened on first use.
 async fn drive(
-    mut conn: Connection<MsgpackCodec>,
+    first: Connection<MsgpackCodec>,
+    path: &std::path::Path,
     steps: &[Step],
     opts: &ClientOptions,
     shutdown: &CancellationToken,
@@ -117,16 +130,40 @@ async fn drive(
             pdk: vec![],
         })
         .collect();
-    let mut next_msgid = 0u32;
+    // Connection label -> (connection, last msgid); msgids count per connection.
+    let mut conns: Vec<(Option<u64>, Connection<MsgpackCodec>, u32)> = Vec::new();
+    let mut first = Some(first);
     for (step, report) in steps.iter().zip(reports.iter_mut()) {
         if shutdown.is_cancelled() {
             break;
         }
-        next_msgid = next_msgid.wrapping_add(1);
-        let go_on = call(
-            &mut conn, step, report, next_msgid, &mut vars, opts, shutdown,
-        )
-        .await;
+        let slot = match conns.iter().position(|(label, _, _)| *label == step.conn) {
+            Some(i) => i,
+            None => {
+                let conn = match first.take() {
+                    Some(c) => c,
+                    None => match net::connect_when_ready(path, opts.wait).await {
+                        Ok(stream) => Connection::new(stream, MsgpackCodec::new(opts.limits)),
+                        Err(e) => {
+                            report.failures.push(Failure::new(format!(
+                                "cannot open connection {}: {e}",
+                                step.conn.unwrap_or_default()
+                            )));
+                            report.status = StepStatus::Failed;
+                            break;
+                        }
+                    },
+                };
+                if let Some(label) = step.conn {
+                    tracing::info!("connection {label} of the spec is {}", conn.id());
+                }
+                conns.push((step.conn, conn, 0));
+                conns.len() - 1
+            }
+        };
+        let (_, conn, msgid) = &mut conns[slot];
+        *msgid = msgid.wrapping_add(1);
+        let go_on = call(conn, step, report, *msgid, &mut vars, opts, shutdown).await;
         report.status = if report.failures.is_empty() {
             StepStatus::Passed
         } else {
