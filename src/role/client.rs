@@ -98,7 +98,8 @@ async fn connect_to(
             path.clone(),
         ));
     };
-    let (path, stream) = super::launch::connect_child(child, opts.socket.clone(), opts.wait).await?;
+    let (path, stream) =
+        super::launch::connect_child(child, opts.socket.clone(), opts.wait).await?;
     Ok((stream, path))
 }
 
