@@ -102,6 +102,11 @@ pub struct Reply {
 pub struct Exchange {
     /// Connection id in the recording.
     pub conn: u64,
+    /// `seq` of the request's line: exchanges come in the order their
+    /// replies arrived, steps and reply cycles use the order of requests.
+    pub request_seq: u64,
+    /// `seq` of the reply's line (0 without a reply).
+    pub reply_seq: u64,
     /// Method name.
     pub method: String,
     /// Params exactly as sent.
