@@ -201,6 +201,12 @@ pub fn export<R: BufRead>(
 ) -> Result<String, ExportError> {
     let header = reader.header().clone();
     let mut dialect = dialect_for(header.protocol, file)?;
+    if !header.redact.is_empty() {
+        tracing::warn!(
+            "{file} was recorded with --redact {}: the spec has \"[redacted]\" where the values were",
+            header.redact.join(", ")
+        );
+    }
     let socket = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -121,7 +121,17 @@ impl Dialect for MsgpackDialect {
     }
 
     fn volatile_keys(&self) -> &'static [&'static str] {
-        &["StartTime"]
+        // StartTime: Python, JS and Go instance status; Pid, LoadTime,
+        // Modtime, LastStartInstance, LastCloseInstance: go-pluginserver's
+        // GetStatus.
+        &[
+            "StartTime",
+            "Pid",
+            "LoadTime",
+            "Modtime",
+            "LastStartInstance",
+            "LastCloseInstance",
+        ]
     }
 
     fn volatile_notification(&self, n: &Notification) -> bool {

@@ -419,3 +419,56 @@ fn thousands_of_calls_export_and_replay() {
     );
     assert_eq!(mock.interrupt(), 0);
 }
+
+#[test]
+fn spec_keys_added_for_exports_are_checked() {
+    let spec = plugtap::spec::load_str(
+        r#"{"protocol": "ProtoBuf:1", "try_methods": [{"conn": 2, "method": "cmd_get_plugin_names"}]}"#,
+        "t",
+    )
+    .unwrap();
+    assert!(
+        spec.warnings.iter().any(|w| w.contains("`conn` labels")),
+        "{:?}",
+        spec.warnings
+    );
+    let err = plugtap::spec::load_str(
+        r#"{"on_methods": {"m": [{"exact": true, "result": 1}]}}"#,
+        "t",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("`exact` needs a `match`"), "{err}");
+}
+
+#[test]
+fn exact_entries_answer_only_equal_params() {
+    let dir = support::tmpdir();
+    let spec = dir.path().join("mock.json");
+    std::fs::write(
+        &spec,
+        r#"{"role": "server", "on_methods": {"plugin.Step": [
+            {"match": [{"EventId": 0}], "exact": true, "result": "ret"},
+            {"match": [{"EventId": 0, "Data": "x"}], "result": "data"}]}}"#,
+    )
+    .unwrap();
+    let mut mock = support::mock_server(dir.path(), &spec, "m.sock", &[]);
+    let mut peer = crate::support::mp::MpPeer::connect(&dir.path().join("m.sock"));
+    let reply = |v: rmpv::Value| v.as_array().unwrap()[3].as_str().unwrap().to_owned();
+    let params = |data: Option<&str>| {
+        let mut m = vec![("EventId", rmpv::Value::from(0))];
+        if let Some(d) = data {
+            m.push(("Data", rmpv::Value::from(d)));
+        }
+        rmpv::Value::Array(vec![crate::support::mp::map(&m)])
+    };
+    // Without `exact`, both entries would match the second call and cycle.
+    for _ in 0..2 {
+        assert_eq!(
+            reply(peer.call(1, "plugin.Step", params(Some("x")))),
+            "data"
+        );
+        assert_eq!(reply(peer.call(2, "plugin.Step", params(None))), "ret");
+    }
+    drop(peer);
+    assert_eq!(mock.interrupt(), 0);
+}
