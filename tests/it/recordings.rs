@@ -17,6 +17,10 @@ pub const RECORDED: &[(&str, &str)] = &[
         "python-redacted.jsonl",
         "recordings::redacted_recording_hides_the_greeting_and_its_raw_bytes",
     ),
+    (
+        "python-interleaved.jsonl",
+        "export_roundtrip::committed_exports_match_fresh_exports_of_the_recordings",
+    ),
 ];
 
 fn recording(name: &str) -> std::path::PathBuf {
