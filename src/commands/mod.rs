@@ -85,7 +85,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                     server::CycleArg::Global => Cycle::Global,
                 };
             }
-            server::serve(&spec, &args.common, !args.no_conversations, full, shutdown).await
+            server::serve(
+                &spec,
+                &args.common,
+                !args.no_conversations,
+                &args.verify,
+                full,
+                shutdown,
+            )
+            .await
         }
         Some(Command::Check(args)) => check::check(&args, full, shutdown).await,
         Some(Command::Client(args)) => {

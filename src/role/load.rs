@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{self, ClientOptions, StepReport, StepStatus};
+use super::client::{self, ClientOptions, StepReport};
 use crate::codec::{MsgpackCodec, msgpack};
 use crate::error::{Error, Result};
 use crate::message::RpcMessage;
@@ -397,20 +397,9 @@ fn build(step: &Step, vars: &Vars) -> std::result::Result<BytesMut, String> {
 }
 
 fn scratch(step: &Step) -> StepReport {
-    StepReport {
-        index: 0,
-        name: None,
-        method: step.method.clone(),
-        status: StepStatus::NotRun,
-        msgid: None,
-        params: None,
-        error: None,
-        result: None,
-        notifications: vec![],
-        failures: vec![],
-        elapsed_ms: None,
-        pdk: vec![],
-    }
+    let mut r = StepReport::blank(0, step);
+    r.name = None;
+    r
 }
 
 /// Waits for the response to `msgid`, skipping notifications.

@@ -16,6 +16,7 @@ pub mod kong_rpc;
 pub mod kong_wire;
 pub mod launch;
 pub mod load;
+pub mod near_miss;
 pub mod pb_client;
 mod pb_outcome;
 pub mod pb_server;
@@ -32,6 +33,7 @@ mod proxy_conn;
 mod replies;
 pub mod report;
 pub mod server;
+pub mod server_report;
 pub mod unsolicited;
 
 use crate::message::{Direction, MessageView};

@@ -4,25 +4,12 @@
 
 use serde_json::Value as Json;
 
-use super::report::{Failure, StepReport, StepStatus};
+use super::report::{Failure, StepReport};
 use crate::spec::template::{self, Vars};
 use crate::spec::{ExpectError, Step, matcher};
 
 pub(super) fn blank((index, s): (usize, &Step)) -> StepReport {
-    StepReport {
-        index,
-        name: s.name.clone(),
-        method: s.method.clone(),
-        status: StepStatus::NotRun,
-        msgid: None,
-        params: None,
-        error: None,
-        result: None,
-        notifications: vec![],
-        failures: vec![],
-        elapsed_ms: None,
-        pdk: vec![],
-    }
+    StepReport::blank(index, s)
 }
 
 /// Records the outcome, checks expectations and captures values.

@@ -281,6 +281,9 @@ async fn decode(
                     if tracing::enabled!(tracing::Level::INFO) {
                         log_frame(id, f, &shared);
                     }
+                    if let Some(problem) = &f.view.problem {
+                        tracing::warn!("{id} {} {problem}", f.dir.arrow());
+                    }
                     redacted
                 }
                 Observed::Undecodable(u) => {
@@ -321,6 +324,17 @@ async fn decode(
                 conn: id,
                 obs,
                 redacted: false,
+            })
+            .await;
+    }
+    for (dir, error) in conv.unanswered() {
+        tracing::warn!("{id} {error}");
+        shared
+            .record(Entry::Error {
+                conn: Some(id),
+                dir: Some(dir),
+                error,
+                at: last,
             })
             .await;
     }
