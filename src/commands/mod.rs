@@ -107,7 +107,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Proxy(args)) => {
             let spec = args.spec.as_deref().map(load).transpose()?;
             if let Some(spec) = &spec {
-                check_role(spec, Role::Proxy);
+                let wanted = if args.mode == proxy::ModeArg::Record {
+                    Role::Proxy
+                } else {
+                    Role::Server
+                };
+                check_role(spec, wanted);
             }
             proxy::proxy(args, spec.as_ref(), full, shutdown).await
         }

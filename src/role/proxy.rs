@@ -15,6 +15,13 @@
 //! every connection, flushes the recording, removes its socket and exits
 //! with the child's status (see [`ProxyEnd::exit_code`]). The child is
 //! killed if plugtap fails, so it is never left behind.
+//!
+//! **Modes** ([`Mode`], as VCR has them). `record` forwards everything to
+//! the real server. `replay` has no real server: each connection is
+//! answered by the server role's connection loop over a socket pair, from
+//! a server spec, and recorded as usual. `new` answers from the spec what
+//! it can and forwards the rest to the real server, so only new
+//! interactions reach it. `MsgPack:1` only.
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -26,7 +33,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::proxy_conn::{self, Shared};
+use super::proxy_conn::{self, Shared, SpecSide};
+use super::replies::Replies;
+use super::server::ServerOptions;
+use super::server_report::Misses;
 use crate::codec::Limits;
 use crate::conversation;
 use crate::error::{Error, Result};
@@ -35,7 +45,7 @@ use crate::process::{self, Child};
 use crate::protocol::Protocol;
 use crate::record::redact::{Redactor, Rule};
 use crate::record::{Entry, HeaderInfo, Recorder};
-use crate::spec::StartCmd;
+use crate::spec::{ServerSpec, StartCmd};
 
 /// How long connections get to finish their queued decoding at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -65,6 +75,33 @@ pub struct ProxyOptions {
     pub wait: Duration,
     /// How long the child gets to exit after SIGTERM before SIGKILL.
     pub grace: Duration,
+    /// Where answers come from.
+    pub mode: Mode,
+    /// The server spec answering in `replay` and `new` modes.
+    pub spec: Option<ServerSpec>,
+}
+
+/// Where the proxy's answers come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Everything goes to the real server (the default).
+    #[default]
+    Record,
+    /// No real server: the server spec answers.
+    Replay,
+    /// The spec answers what it can; the rest goes to the real server.
+    New,
+}
+
+impl Mode {
+    /// The name used on the command line and in recordings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Record => "record",
+            Mode::Replay => "replay",
+            Mode::New => "new",
+        }
+    }
 }
 
 /// Why a proxy run ended.
@@ -121,8 +158,11 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
             opts.protocol, opts.protocol
         )));
     }
+    let spec_side = spec_side(&opts)?;
     net::socket::check_path(&opts.listen)?;
-    net::socket::check_path(&opts.upstream)?;
+    if opts.mode != Mode::Replay {
+        net::socket::check_path(&opts.upstream)?;
+    }
     let mut term = signal(SignalKind::terminate()).map_err(io("cannot watch SIGTERM"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io("cannot watch SIGINT"))?;
     let start = Instant::now();
@@ -167,6 +207,7 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
                     upstream: opts.upstream.clone(),
                     redact: opts.redact.clone(),
                     command: opts.start_cmd.as_ref().map(StartCmd::display),
+                    mode: (opts.mode != Mode::Record).then(|| opts.mode.name().to_owned()),
                 },
                 start,
             )
@@ -183,6 +224,7 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
         strict: opts.strict,
         full_values: opts.full_values,
         colour: Shared::colour_default(),
+        spec_side,
     });
     if let Some(c) = &child {
         shared
@@ -195,10 +237,14 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
             .await;
     }
     tracing::info!(
-        "proxy {} listening on {} → {}{}",
+        "proxy {} listening on {} → {}{}{}",
         opts.protocol,
         bound.path().display(),
         opts.upstream.display(),
+        match opts.mode {
+            Mode::Record => String::new(),
+            m => format!(" ({} mode)", m.name()),
+        },
         opts.record
             .as_ref()
             .map(|r| format!(", recording to {}", r.display()))
@@ -258,6 +304,9 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("connections still busy after {DRAIN:?}; stopping anyway");
     }
+    if let Some(side) = &shared.spec_side {
+        eprint!("{}", side.misses.report(&side.replies).render());
+    }
     drop(shared);
     if let Some(rec) = recorder {
         let path = rec.path().to_owned();
@@ -276,6 +325,45 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
         );
     }
     Ok(end)
+}
+
+/// The spec side of `replay` and `new` modes; refuses what they cannot do.
+fn spec_side(opts: &ProxyOptions) -> Result<Option<SpecSide>> {
+    if opts.mode == Mode::Record {
+        return Ok(None);
+    }
+    let mode = opts.mode.name();
+    if opts.protocol != Protocol::MsgPack1 {
+        return Err(Error::Other(format!(
+            "--mode {mode} is only available for MsgPack:1 so far, not {}",
+            opts.protocol
+        )));
+    }
+    if opts.mode == Mode::Replay && opts.start_cmd.is_some() {
+        return Err(Error::Other(
+            "--mode replay has no real server; it cannot start one (drop `-- CMD`)".into(),
+        ));
+    }
+    let spec = opts.spec.as_ref().ok_or_else(|| {
+        Error::Other(format!(
+            "--mode {mode} needs --spec SERVER_SPEC to answer from"
+        ))
+    })?;
+    let replies = Replies::new(spec).map_err(Error::Other)?;
+    Ok(Some(SpecSide {
+        replies: Arc::new(replies),
+        misses: Arc::new(Misses::default()),
+        opts: ServerOptions {
+            socket: opts.listen.clone(),
+            limits: opts.limits,
+            full_values: opts.full_values,
+            print_conversations: false,
+            log_messages: false,
+            report: None,
+            verify: false,
+        },
+        fallback: opts.mode == Mode::New,
+    }))
 }
 
 /// Handles SIGTERM/SIGINT: without a child, stop; with one, pass the

@@ -33,3 +33,6 @@ mod specs;
 mod support;
 mod tidy;
 mod value_json;
+mod verify;
+mod verify_modes;
+mod proxy_faults;
