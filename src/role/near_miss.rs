@@ -80,7 +80,10 @@ fn candidates<'a>(steps: &'a [StepReport], failed: &StepReport) -> Vec<Candidate
         }
         for stray in &s.strays {
             out.push(Candidate {
-                from: format!("response with msgid {} during step {}", stray["msgid"], s.index),
+                from: format!(
+                    "response with msgid {} during step {}",
+                    stray["msgid"], s.index
+                ),
                 value: &stray["result"],
                 same_method: s.index == failed.index,
             });
@@ -135,14 +138,14 @@ pub fn near_misses(steps: &[StepReport]) -> Vec<NearMiss> {
 /// Number of values a pattern checks (a tagged value counts once).
 fn leaves(pattern: &Json) -> usize {
     match pattern {
-        Json::Object(o)
-            if !o.is_empty() && !(o.len() == 1 && o.keys().all(|k| k.starts_with('$'))) =>
-        {
-            o.values().map(leaves).sum()
-        }
+        Json::Object(o) if !o.is_empty() && !is_tag(o) => o.values().map(leaves).sum(),
         Json::Array(a) if !a.is_empty() => a.iter().map(leaves).sum(),
         _ => 1,
     }
+}
+
+fn is_tag(o: &serde_json::Map<String, Json>) -> bool {
+    o.len() == 1 && o.keys().all(|k| k.starts_with('$'))
 }
 
 /// Steps whose expectations were never checked: those never run (with the
@@ -234,10 +237,20 @@ mod tests {
 
     #[test]
     fn closest_reply_of_the_same_method_wins() {
-        let mut a = step(0, "plugin.Step", StepStatus::Failed, Some(json!({"Data": "x"})));
+        let mut a = step(
+            0,
+            "plugin.Step",
+            StepStatus::Failed,
+            Some(json!({"Data": "x"})),
+        );
         a.expected = Some(json!({"EventId": 1, "Data": "ret"}));
         a.failures.push(Failure::new("result does not match"));
-        let b = step(1, "plugin.Other", StepStatus::Passed, Some(json!({"Data": "ret"})));
+        let b = step(
+            1,
+            "plugin.Other",
+            StepStatus::Passed,
+            Some(json!({"Data": "ret"})),
+        );
         let c = step(
             2,
             "plugin.Step",
@@ -262,7 +275,8 @@ mod tests {
     fn steps_after_a_dead_connection_are_listed_with_the_reason() {
         let mut a = step(0, "m", StepStatus::Failed, None);
         a.expected = Some(json!(1));
-        a.failures.push(Failure::new("the server closed the connection"));
+        a.failures
+            .push(Failure::new("the server closed the connection"));
         let b = step(1, "n", StepStatus::NotRun, None);
         let list = not_exercised(&[a, b]);
         assert_eq!(list.len(), 2);

@@ -20,7 +20,7 @@
 //!
 //! In `replay` and `new` modes the upstream side is one end of a socket
 //! pair whose other end the server role's connection loop serves
-//! ([`SpecSide`]); pumps and decoder are the same.
+//! (`SpecSide`); pumps and decoder are the same.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;

@@ -9,7 +9,7 @@
 //! (`server_report.rs`).
 //!
 //! The same connection loop answers for the proxy's `replay` and `new`
-//! modes ([`serve_for_proxy`]): there it sits on one end of a socket pair,
+//! modes (`serve_for_proxy`): there it sits on one end of a socket pair,
 //! and in `new` mode forwards the requests the spec does not answer to the
 //! real server, relaying its bytes back unchanged.
 
@@ -125,8 +125,7 @@ pub(crate) fn write_report(report: &ServerReport, path: &std::path::Path) -> Res
         writeln!(out, "{line}").map_err(io)?;
         out.flush().map_err(io)
     } else {
-        let text =
-            serde_json::to_string_pretty(report).map_err(|e| Error::Other(e.to_string()))?;
+        let text = serde_json::to_string_pretty(report).map_err(|e| Error::Other(e.to_string()))?;
         std::fs::write(path, text + "\n").map_err(io)
     }
 }
@@ -258,7 +257,8 @@ async fn converse(
                 let mut faults = None;
                 misses.request();
                 let choice = replies.choose(cursor, &method, &params_json);
-                if let (Some(up), false) = (fallback.as_mut(), matches!(choice, Choice::Entry { .. }))
+                if let (Some(up), false) =
+                    (fallback.as_mut(), matches!(choice, Choice::Entry { .. }))
                 {
                     tracing::debug!(
                         "{} no entry answers {method}; forwarding it to the upstream",

@@ -4,7 +4,7 @@
 //! its `match` against the params, the call numbers it is limited to, or a
 //! method name that looks like a typo).
 //!
-//! Connections record misses into a shared [`Misses`] as they happen; at
+//! Connections record misses into a shared `Misses` as they happen; at
 //! exit the server turns it into a [`ServerReport`]: JSON for `--report`,
 //! a summary on stderr, and with `--verify` exit code 1 when anything was
 //! unused or unmatched.

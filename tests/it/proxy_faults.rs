@@ -119,10 +119,22 @@ fn each_server_fault_passes_through_the_proxy_and_is_recorded_as_what_it_is() {
     // ...while the client behind the proxy sees each fault as it would
     // without the proxy.
     let cases: &[(&str, &str)] = &[
-        ("plugin.Close", "the server closed the connection before replying"),
-        ("plugin.Garbage", "undecodable bytes from the server: invalid data at stream offset 0: reserved msgpack marker 0xc1"),
-        ("plugin.Truncate", "the server closed the connection in the middle of the reply (3 bytes of it arrived"),
-        ("plugin.WrongId", "response with msgid 77 while waiting for 1"),
+        (
+            "plugin.Close",
+            "the server closed the connection before replying",
+        ),
+        (
+            "plugin.Garbage",
+            "undecodable bytes from the server: invalid data at stream offset 0: reserved msgpack marker 0xc1",
+        ),
+        (
+            "plugin.Truncate",
+            "the server closed the connection in the middle of the reply (3 bytes of it arrived",
+        ),
+        (
+            "plugin.WrongId",
+            "response with msgid 77 while waiting for 1",
+        ),
         ("plugin.Silent", "no reply within 1s"),
     ];
     for (method, expected) in cases {
@@ -158,15 +170,24 @@ fn each_server_fault_passes_through_the_proxy_and_is_recorded_as_what_it_is() {
     );
     let garbage = events(&lines, conn_of(&lines, "plugin.Garbage"));
     assert!(
-        has(&garbage, "ToClient undecodable: invalid data at stream offset 0: reserved msgpack marker 0xc1"),
+        has(
+            &garbage,
+            "ToClient undecodable: invalid data at stream offset 0: reserved msgpack marker 0xc1"
+        ),
         "{garbage:?}"
     );
     let truncated = events(&lines, conn_of(&lines, "plugin.Truncate"));
     assert!(
-        has(&truncated, "ToClient undecodable: stream ended in the middle"),
+        has(
+            &truncated,
+            "ToClient undecodable: stream ended in the middle"
+        ),
         "{truncated:?}"
     );
-    assert!(has(&truncated, "error: request #1 plugin.Truncate got no reply"));
+    assert!(has(
+        &truncated,
+        "error: request #1 plugin.Truncate got no reply"
+    ));
     let wrong = events(&lines, conn_of(&lines, "plugin.WrongId"));
     assert!(
         has(
@@ -195,7 +216,8 @@ fn each_server_fault_passes_through_the_proxy_and_is_recorded_as_what_it_is() {
         .find_map(|l| match l {
             Line::Frame(f)
                 if f.dir == Direction::ToClient
-                    && f.reply.as_ref().and_then(|r| r.method.as_deref()) == Some("plugin.Slow") =>
+                    && f.reply.as_ref().and_then(|r| r.method.as_deref())
+                        == Some("plugin.Slow") =>
             {
                 f.reply.as_ref().map(|r| r.latency_us)
             }

@@ -105,10 +105,9 @@ fn client_report_has_diffs_near_misses_and_steps_never_exercised() {
     );
     assert_eq!(never[2]["step"], 4);
     assert!(
-        never[2]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("not reached: the run stopped at step 3 (plugin.Close): the server closed"),
+        never[2]["reason"].as_str().unwrap().starts_with(
+            "not reached: the run stopped at step 3 (plugin.Close): the server closed"
+        ),
         "{never:#?}"
     );
     assert!(
@@ -117,7 +116,10 @@ fn client_report_has_diffs_near_misses_and_steps_never_exercised() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("5 steps: 1 passed, 3 failed, 1 not run"));
+    assert!(
+        out.stderr
+            .contains("5 steps: 1 passed, 3 failed, 1 not run")
+    );
     assert_eq!(server.interrupt(), 0);
 }
 
@@ -175,7 +177,10 @@ fn server_report_names_unused_entries_and_nearest_entries_of_unmatched_requests(
         ]),
         "m.sock",
     );
-    assert_eq!(out.code, 0, "not implemented is an error reply, not a failure");
+    assert_eq!(
+        out.code, 0,
+        "not implemented is an error reply, not a failure"
+    );
     assert_eq!(server.interrupt(), 1, "--verify: {}", server.stderr());
     let report: Json =
         serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
@@ -242,7 +247,11 @@ fn server_verify_passes_when_everything_was_used_and_report_goes_to_stdout() {
     let spec = specfile::write(d, "mock2.json", &server_spec());
     let mut server = support::mock_server(d, &spec, "m2.sock", &[]);
     assert_eq!(server.interrupt(), 0);
-    assert!(server.stderr().contains("0 requests: 0 unmatched; 5 spec entries never used"));
+    assert!(
+        server
+            .stderr()
+            .contains("0 requests: 0 unmatched; 5 spec entries never used")
+    );
 }
 
 #[test]

@@ -75,7 +75,11 @@ fn replay_mode_answers_from_the_spec_without_a_server_and_records() {
     assert_eq!(f.len(), 14, "{f:?}");
     assert_eq!(
         f[0],
-        (Direction::ToServer, Kind::Request, "plugin.GetPluginInfo".into())
+        (
+            Direction::ToServer,
+            Kind::Request,
+            "plugin.GetPluginInfo".into()
+        )
     );
     assert_eq!(
         f[1],
@@ -95,7 +99,11 @@ fn replay_mode_answers_from_the_spec_without_a_server_and_records() {
     // The recording of a replay shows like any other.
     let shown = support::run(d, &["show", "rec.jsonl"]);
     assert_eq!(shown.code, 0, "{}", shown.stderr);
-    assert!(shown.stdout.contains("plugin.HandleEvent"), "{}", shown.stdout);
+    assert!(
+        shown.stdout.contains("plugin.HandleEvent"),
+        "{}",
+        shown.stdout
+    );
 }
 
 #[test]
@@ -202,7 +210,14 @@ fn modes_refuse_what_they_cannot_do() {
             "--mode replay needs --spec SERVER_SPEC",
         ),
         (
-            &["--mode", "replay", "--spec", spec, "--protocol", "ProtoBuf:1"],
+            &[
+                "--mode",
+                "replay",
+                "--spec",
+                spec,
+                "--protocol",
+                "ProtoBuf:1",
+            ],
             "--mode replay is only available for MsgPack:1 so far, not ProtoBuf:1",
         ),
         (
