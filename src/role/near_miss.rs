@@ -157,7 +157,7 @@ pub fn not_exercised(steps: &[StepReport]) -> Vec<NotExercised> {
         match s.status {
             StepStatus::NotRun => {
                 let reason = stopper.clone().unwrap_or_else(|| {
-                    "not reached: the run was interrupted or could not start".into()
+                    "not run: the run was interrupted or could not start".into()
                 });
                 out.push(NotExercised {
                     step: s.index,
@@ -172,7 +172,7 @@ pub fn not_exercised(steps: &[StepReport]) -> Vec<NotExercised> {
                     .map(|f| f.message.clone())
                     .unwrap_or_default();
                 stopper = Some(format!(
-                    "not reached: the run stopped at step {} ({}): {why}",
+                    "not run: the run stopped at step {} ({}): {why}",
                     s.index, s.method
                 ));
                 if s.expected.is_some() {
@@ -190,13 +190,13 @@ pub fn not_exercised(steps: &[StepReport]) -> Vec<NotExercised> {
                     .map(|f| f.message.clone())
                     .unwrap_or_default();
                 stopper = Some(format!(
-                    "not reached: the run stopped after step {} ({}): {why}",
+                    "not run: the run stopped after step {} ({}): {why}",
                     s.index, s.method
                 ));
             }
             StepStatus::Passed => {
                 stopper = Some(format!(
-                    "not reached: the run stopped after step {} ({})",
+                    "not run: the run stopped after step {} ({})",
                     s.index, s.method
                 ));
             }

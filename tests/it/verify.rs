@@ -105,14 +105,15 @@ fn client_report_has_diffs_near_misses_and_steps_never_exercised() {
     );
     assert_eq!(never[2]["step"], 4);
     assert!(
-        never[2]["reason"].as_str().unwrap().starts_with(
-            "not reached: the run stopped at step 3 (plugin.Close): the server closed"
-        ),
+        never[2]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("not run: the run stopped at step 3 (plugin.Close): the server closed"),
         "{never:#?}"
     );
     assert!(
         out.stderr
-            .contains("  - step 4 plugin.A: not reached: the run stopped at step 3"),
+            .contains("  - step 4 plugin.A: not run: the run stopped at step 3"),
         "{}",
         out.stderr
     );
