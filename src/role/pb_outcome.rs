@@ -45,6 +45,7 @@ pub(super) fn settle(
         if let (Some(pattern), Some(actual)) = (&expect.result, &result) {
             let pattern = template::substitute(pattern, vars).unwrap_or_else(|_| pattern.clone());
             let mismatches = matcher::diff(&pattern, actual);
+            report.expected = Some(pattern);
             if !mismatches.is_empty() {
                 report.failures.push(Failure {
                     message: "result does not match the expectation".into(),

@@ -255,11 +255,11 @@ async fn converse(
             }) => {
                 let params_json = value_json::to_json(&params);
                 let mut faults = None;
-                misses.request();
                 let choice = replies.choose(cursor, &method, &params_json);
                 if let (Some(up), false) =
                     (fallback.as_mut(), matches!(choice, Choice::Entry { .. }))
                 {
+                    misses.forwarded();
                     tracing::debug!(
                         "{} no entry answers {method}; forwarding it to the upstream",
                         conn.id()
@@ -273,6 +273,7 @@ async fn converse(
                         })?;
                     continue;
                 }
+                misses.request();
                 let (error, result, delay) = match choice {
                     Choice::Entry { index, prepared } => {
                         tracing::debug!(

@@ -28,8 +28,12 @@ const MAX_KEPT: usize = 1000;
 pub struct ServerReport {
     /// True when every entry was used and every request matched one.
     pub passed: bool,
-    /// Requests received.
+    /// Requests the spec answered or failed to answer.
     pub requests: u64,
+    /// Proxy `new` mode: requests the spec had no entry for, forwarded to
+    /// the real server (they are not misses).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub forwarded: u64,
     /// Spec entries no request used.
     pub unused: Vec<UnusedEntry>,
     /// Requests no entry answered (the first 1000).
@@ -93,6 +97,7 @@ pub struct Nearest {
 #[derive(Debug, Default)]
 pub(crate) struct Misses {
     requests: AtomicU64,
+    forwarded: AtomicU64,
     unmatched: Mutex<(Vec<Unmatched>, u64)>,
 }
 
@@ -100,6 +105,11 @@ impl Misses {
     /// Counts a request.
     pub(crate) fn request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request forwarded to the real server (proxy `new` mode).
+    pub(crate) fn forwarded(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a request no entry answered; returns the reason, for logs.
@@ -154,6 +164,7 @@ impl Misses {
         ServerReport {
             passed: unused.is_empty() && unmatched.is_empty(),
             requests: self.requests.load(Ordering::Relaxed),
+            forwarded: self.forwarded.load(Ordering::Relaxed),
             unused,
             unmatched,
             unmatched_not_listed: not_listed,
@@ -292,8 +303,13 @@ impl ServerReport {
             }
         }
         let unmatched = self.unmatched.len() as u64 + self.unmatched_not_listed;
+        let forwarded = if self.forwarded > 0 {
+            format!(" ({} more forwarded to the upstream)", self.forwarded)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{} requests: {} unmatched; {} spec entries never used\n",
+            "{} requests{forwarded}: {} unmatched; {} spec entries never used\n",
             self.requests,
             unmatched,
             self.unused.len()

@@ -238,3 +238,57 @@ fn modes_refuse_what_they_cannot_do() {
     }
     assert!(!d.join("front.sock").exists());
 }
+
+#[test]
+fn new_mode_in_front_of_the_real_python_server() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let peer = support::python_peer(d, "back.sock");
+    // The spec knows only GetPluginInfo; the rest of the event cycle is
+    // new to it and goes to the real server.
+    let known = specfile::write(
+        d,
+        "known.json",
+        &json!({"role": "server", "on_methods": {"plugin.GetPluginInfo": [{"result": {
+            "Name": "hello_peer", "Phases": ["access"], "Version": "0.1.0",
+            "Priority": 4242, "Schema": {}}}]}}),
+    );
+    let mut p = proxy(
+        d,
+        &[
+            "--mode",
+            "new",
+            "--spec",
+            known.to_str().unwrap(),
+            "--upstream",
+            "back.sock",
+        ],
+    );
+    let out = client(d, &support::spec("client-event-cycle.json"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        report["steps"][0]["result"]["Priority"], 4242,
+        "from the spec"
+    );
+    assert!(
+        report["steps"][1]["result"]["StartTime"].is_number(),
+        "from the real server: {:#}",
+        report["steps"][1]
+    );
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(p.exit_code(), 0, "{}", p.stderr());
+    assert!(
+        p.stderr().contains(
+            "1 requests (6 more forwarded to the upstream): 0 unmatched; 0 spec entries never used"
+        ),
+        "only GetPluginInfo was answered by the spec: {}",
+        p.stderr()
+    );
+    let responses = frames(&lines(&d.join("rec.jsonl")))
+        .into_iter()
+        .filter(|f| f.1 == Kind::Response)
+        .count();
+    assert_eq!(responses, 7);
+    peer.signal(nix::sys::signal::Signal::SIGTERM);
+}
