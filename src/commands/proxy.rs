@@ -84,6 +84,16 @@ pub struct ProxyArgs {
     #[arg(long, value_enum, default_value = "record")]
     pub mode: ModeArg,
 
+    /// --mode replay/new: write the spec side's report at exit (entries
+    /// never used, requests no entry matched) to FILE, or `-` for stdout.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    pub report: Option<PathBuf>,
+
+    /// --mode replay/new: exit 1 when a spec entry was never used or a
+    /// request matched none.
+    #[arg(long)]
+    pub verify: bool,
+
     /// Protocol to decode.
     #[arg(long, value_name = "NAME", value_parser = parse_protocol)]
     pub protocol: Option<Protocol>,
@@ -214,9 +224,14 @@ pub async fn proxy(
         grace: args.grace,
         mode,
         spec: spec.map(|s| s.server.clone()),
+        report: args.report,
     };
-    let end = proxy::run(opts, shutdown).await?;
+    if args.verify && mode == Mode::Record {
+        bail!("--verify is for --mode replay and new (what the spec answered)");
+    }
+    let (end, report) = proxy::run(opts, shutdown).await?;
     Ok(match end.exit_code() {
+        0 if args.verify && report.is_some_and(|r| !r.passed) => Outcome::Failed,
         0 => Outcome::Passed,
         code => Outcome::Code(code),
     })
@@ -243,6 +258,8 @@ pub async fn from_spec(
         grace: Duration::from_secs(5),
         go: GoPluginArgs::default(),
         mode: ModeArg::Record,
+        report: None,
+        verify: false,
         cmd: vec![],
     };
     proxy(args, Some(spec), full, shutdown).await

@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 use super::proxy_conn::{self, Shared, SpecSide};
 use super::replies::Replies;
 use super::server::ServerOptions;
-use super::server_report::Misses;
+use super::server_report::{Misses, ServerReport};
 use crate::codec::Limits;
 use crate::conversation;
 use crate::error::{Error, Result};
@@ -79,6 +79,9 @@ pub struct ProxyOptions {
     pub mode: Mode,
     /// The server spec answering in `replay` and `new` modes.
     pub spec: Option<ServerSpec>,
+    /// `replay`/`new` modes: where to write the spec side's JSON report
+    /// at exit (`-` for stdout).
+    pub report: Option<PathBuf>,
 }
 
 /// Where the proxy's answers come from.
@@ -145,7 +148,23 @@ impl ProxyEnd {
 }
 
 /// Runs the proxy until a signal (or, in wrapper mode, the child's exit).
-pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<ProxyEnd> {
+/// In `replay` and `new` modes it also returns what the spec side found.
+pub async fn run(
+    opts: ProxyOptions,
+    shutdown: CancellationToken,
+) -> Result<(ProxyEnd, Option<ServerReport>)> {
+    if opts.report.is_some() && opts.mode == Mode::Record {
+        return Err(Error::Other(
+            "--report is for --mode replay and new (what the spec answered)".into(),
+        ));
+    }
+    run_proxy(opts, shutdown).await
+}
+
+async fn run_proxy(
+    opts: ProxyOptions,
+    shutdown: CancellationToken,
+) -> Result<(ProxyEnd, Option<ServerReport>)> {
     let rules = opts
         .redact
         .iter()
@@ -179,15 +198,15 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
         );
         let ready = tokio::select! {
             ready = net::connect_when_ready(&opts.upstream, opts.wait) => ready,
-            _ = term.recv() => return stop_early(c, "SIGTERM", opts.grace).await,
-            _ = int.recv() => return stop_early(c, "SIGINT", opts.grace).await,
+            _ = term.recv() => return Ok((stop_early(c, "SIGTERM", opts.grace).await?, None)),
+            _ = int.recv() => return Ok((stop_early(c, "SIGINT", opts.grace).await?, None)),
             status = c.wait() => {
                 let status = status.map_err(io("waiting for the server"))?;
                 tracing::error!(
                     "`{}` exited ({}) before {} accepted connections",
                     c.display(), process::describe(status), opts.upstream.display()
                 );
-                return Ok(ProxyEnd::ChildExited { status, forwarded: None });
+                return Ok((ProxyEnd::ChildExited { status, forwarded: None }, None));
             }
         };
         if let Err(e) = ready {
@@ -304,8 +323,15 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("connections still busy after {DRAIN:?}; stopping anyway");
     }
-    if let Some(side) = &shared.spec_side {
-        eprint!("{}", side.misses.report(&side.replies).render());
+    let report = shared
+        .spec_side
+        .as_ref()
+        .map(|side| side.misses.report(&side.replies));
+    if let Some(r) = &report {
+        eprint!("{}", r.render());
+        if let Some(path) = &opts.report {
+            super::server::write_report(r, path)?;
+        }
     }
     drop(shared);
     if let Some(rec) = recorder {
@@ -324,7 +350,7 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
             path.display()
         );
     }
-    Ok(end)
+    Ok((end, report))
 }
 
 /// The spec side of `replay` and `new` modes; refuses what they cannot do.

@@ -62,11 +62,28 @@ fn replay_mode_answers_from_the_spec_without_a_server_and_records() {
     let dir = support::tmpdir();
     let d = dir.path();
     let spec = support::spec("mock-hello.json");
-    let mut p = proxy(d, &["--mode", "replay", "--spec", spec.to_str().unwrap()]);
+    let mut p = proxy(
+        d,
+        &[
+            "--mode",
+            "replay",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--verify",
+            "--report",
+            "report.json",
+        ],
+    );
     let out = client(d, &support::spec("client-event-cycle.json"));
     assert_eq!(out.code, 0, "{}", out.stderr);
     p.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(p.exit_code(), 0, "{}", p.stderr());
+    assert_eq!(p.exit_code(), 0, "--verify holds: {}", p.stderr());
+    let report: Json =
+        serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report,
+        json!({"passed": true, "requests": 7, "unused": [], "unmatched": []})
+    );
     let lines = lines(&d.join("rec.jsonl"));
     let h = header(&d.join("rec.jsonl"));
     assert_eq!(h.mode.as_deref(), Some("replay"));
@@ -291,4 +308,61 @@ fn new_mode_in_front_of_the_real_python_server() {
         .count();
     assert_eq!(responses, 7);
     peer.signal(nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn replay_verify_fails_on_requests_the_spec_does_not_cover() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let spec = specfile::write(
+        d,
+        "known.json",
+        &json!({"role": "server", "on_methods": {
+            "plugin.A": [{"result": 1}], "plugin.B": [{"result": 2}]}}),
+    );
+    let mut p = proxy(
+        d,
+        &[
+            "--mode",
+            "replay",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--verify",
+        ],
+    );
+    let steps = specfile::write(
+        d,
+        "c.json",
+        &json!({"role": "client", "try_methods": [["plugin.A", []], ["plugin.C", []]]}),
+    );
+    let out = client(d, &steps);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["steps"][1]["error"], "not implemented");
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(p.exit_code(), 1, "{}", p.stderr());
+    let err = p.stderr();
+    assert!(
+        err.contains("on_methods[\"plugin.B\"][0] was never used"),
+        "{err}"
+    );
+    assert!(err.contains("#2 plugin.C: no entry for plugin.C"), "{err}");
+    // --report and --verify need a spec side.
+    let out = support::run(
+        d,
+        &[
+            "proxy",
+            "--listen",
+            "f.sock",
+            "--upstream",
+            "b.sock",
+            "--verify",
+        ],
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("--verify is for --mode replay and new"),
+        "{}",
+        out.stderr
+    );
 }
