@@ -107,12 +107,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Proxy(args)) => {
             let spec = args.spec.as_deref().map(load).transpose()?;
             if let Some(spec) = &spec {
-                let wanted = if args.mode == proxy::ModeArg::Record {
-                    Role::Proxy
-                } else {
-                    Role::Server
-                };
-                check_role(spec, wanted);
+                // A server spec answers in replay and new modes.
+                let replaying = args.mode.is_some_and(|m| m != proxy::ModeArg::Record);
+                if !(replaying && spec.role == Some(Role::Server)) {
+                    check_role(spec, Role::Proxy);
+                }
             }
             proxy::proxy(args, spec.as_ref(), full, shutdown).await
         }

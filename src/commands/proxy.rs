@@ -81,8 +81,9 @@ pub struct ProxyArgs {
     /// Where answers come from: `record` forwards everything to the real
     /// server; `replay` answers from --spec with no real server; `new`
     /// answers from --spec what it can and forwards the rest (MsgPack:1).
-    #[arg(long, value_enum, default_value = "record")]
-    pub mode: ModeArg,
+    /// [default: record, or the spec's `mode`]
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
 
     /// --mode replay/new: write the spec side's report at exit (entries
     /// never used, requests no entry matched) to FILE, or `-` for stdout.
@@ -160,9 +161,10 @@ pub async fn proxy(
         return wrap(args.cmd, args.listen, &args.go, full).await;
     }
     let mode = match args.mode {
-        ModeArg::Record => Mode::Record,
-        ModeArg::Replay => Mode::Replay,
-        ModeArg::New => Mode::New,
+        Some(ModeArg::Record) => Mode::Record,
+        Some(ModeArg::Replay) => Mode::Replay,
+        Some(ModeArg::New) => Mode::New,
+        None => spec.map(|s| s.proxy.mode).unwrap_or_default(),
     };
     if mode != Mode::Record && spec.is_none() {
         bail!(
@@ -257,7 +259,7 @@ pub async fn from_spec(
         wait: Duration::from_secs(10),
         grace: Duration::from_secs(5),
         go: GoPluginArgs::default(),
-        mode: ModeArg::Record,
+        mode: None,
         report: None,
         verify: false,
         cmd: vec![],

@@ -45,6 +45,7 @@ use crate::process::{self, Child};
 use crate::protocol::Protocol;
 use crate::record::redact::{Redactor, Rule};
 use crate::record::{Entry, HeaderInfo, Recorder};
+pub use crate::spec::ProxyMode as Mode;
 use crate::spec::{ServerSpec, StartCmd};
 
 /// How long connections get to finish their queued decoding at shutdown.
@@ -82,29 +83,6 @@ pub struct ProxyOptions {
     /// `replay`/`new` modes: where to write the spec side's JSON report
     /// at exit (`-` for stdout).
     pub report: Option<PathBuf>,
-}
-
-/// Where the proxy's answers come from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Mode {
-    /// Everything goes to the real server (the default).
-    #[default]
-    Record,
-    /// No real server: the server spec answers.
-    Replay,
-    /// The spec answers what it can; the rest goes to the real server.
-    New,
-}
-
-impl Mode {
-    /// The name used on the command line and in recordings.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Record => "record",
-            Mode::Replay => "replay",
-            Mode::New => "new",
-        }
-    }
 }
 
 /// Why a proxy run ended.

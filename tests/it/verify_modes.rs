@@ -366,3 +366,33 @@ fn replay_verify_fails_on_requests_the_spec_does_not_cover() {
         out.stderr
     );
 }
+
+#[test]
+fn a_proxy_spec_with_a_mode_runs_with_plugtap_run() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let spec = specfile::write(
+        d,
+        "replay.json",
+        &json!({"role": "proxy", "mode": "replay", "socket": "front.sock",
+                "record": "rec.jsonl", "on_methods": {"plugin.A": [{"result": 1}]}}),
+    );
+    let mut p = Proc::plugtap(d, &["run", spec.to_str().unwrap()]);
+    p.wait_for_stderr("(replay mode)");
+    let steps = specfile::write(
+        d,
+        "c.json",
+        &json!({"role": "client", "try_methods": [
+            {"method": "plugin.A", "params": [], "expect": {"result": 1}}]}),
+    );
+    let out = client(d, &steps);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(p.exit_code(), 0, "{}", p.stderr());
+    assert!(
+        !p.stderr().contains("WARN"),
+        "no warning about on_methods: {}",
+        p.stderr()
+    );
+    assert_eq!(header(&d.join("rec.jsonl")).mode.as_deref(), Some("replay"));
+}
