@@ -17,6 +17,7 @@ pub mod kong_wire;
 pub mod launch;
 pub mod load;
 mod load_report;
+pub mod near_miss;
 pub mod pb_client;
 mod pb_outcome;
 pub mod pb_server;
@@ -33,6 +34,7 @@ mod proxy_conn;
 mod replies;
 pub mod report;
 pub mod server;
+pub mod server_report;
 pub mod unsolicited;
 
 use crate::message::{Direction, MessageView};
