@@ -153,6 +153,10 @@ impl MessageView {
             s.push_str(&format!(" ({p})"));
         }
         let max = if full { usize::MAX } else { 160 };
+        // A method-name frame is all method; the end frame has no value.
+        if matches!(self.kind, Kind::PdkCall | Kind::PdkEnd) && self.error.is_none() {
+            return s;
+        }
         match &self.error {
             Some(e) => s.push_str(&format!(" error: {}", shorten(e, max))),
             None => {

@@ -17,6 +17,7 @@ pub mod kong_wire;
 pub mod launch;
 pub mod load;
 pub mod pb_client;
+mod pb_faults;
 mod pb_outcome;
 pub mod pb_server;
 mod pb_wire;

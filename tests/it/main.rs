@@ -15,6 +15,8 @@ mod kong_wire;
 mod pb_codec;
 mod pb_conversation;
 mod pb_faults;
+mod pb_inject;
+mod pb_proxy;
 mod pb_roles;
 mod pb_vectors;
 mod peer;

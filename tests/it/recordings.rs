@@ -17,6 +17,10 @@ pub const RECORDED: &[(&str, &str)] = &[
         "python-redacted.jsonl",
         "recordings::redacted_recording_hides_the_greeting_and_its_raw_bytes",
     ),
+    (
+        "go-pdk-event-cycle.jsonl",
+        "pb_proxy::real_go_pdk_frames_replayed_through_the_proxy_match_the_committed_recording",
+    ),
 ];
 
 fn recording(name: &str) -> std::path::PathBuf {

@@ -31,6 +31,10 @@ const EXERCISED: &[(&str, &str)] = &[
         "pb_roles::full_event_cycle_between_client_and_server_roles",
     ),
     (
+        "pb-mock-faults.json",
+        "pb_inject::each_fault_is_reported_by_the_client_and_recorded_by_the_proxy",
+    ),
+    (
         "kong-hello.json",
         "kong::one_line_spec_runs_a_request_through_the_python_plugin",
     ),
