@@ -18,6 +18,8 @@ pub mod launch;
 pub mod load;
 pub mod pb_client;
 mod pb_faults;
+pub mod pb_kong;
+mod pb_kong_wire;
 mod pb_outcome;
 pub mod pb_server;
 mod pb_wire;

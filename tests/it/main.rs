@@ -16,6 +16,7 @@ mod pb_codec;
 mod pb_conversation;
 mod pb_faults;
 mod pb_inject;
+mod pb_kong;
 mod pb_proxy;
 mod pb_roles;
 mod pb_vectors;

@@ -35,6 +35,10 @@ const EXERCISED: &[(&str, &str)] = &[
         "pb_inject::each_fault_is_reported_by_the_client_and_recorded_by_the_proxy",
     ),
     (
+        "pb-kong-go-peer.json",
+        "pb_kong::requests_run_through_the_pb_mock_with_kongs_lifecycle_and_answers",
+    ),
+    (
         "kong-hello.json",
         "kong::one_line_spec_runs_a_request_through_the_python_plugin",
     ),
