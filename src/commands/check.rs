@@ -57,6 +57,11 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub connections: usize,
 
+    /// Protocol to speak (default: what the query output says, else
+    /// MsgPack:1).
+    #[arg(long, value_name = "NAME", value_parser = crate::cli::parse_protocol)]
+    pub protocol: Option<plugtap::protocol::Protocol>,
+
     /// Print the full report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -94,6 +99,7 @@ pub async fn check(
         limits: Limits::default(),
         full_values: full,
         connections: args.connections,
+        protocol: args.protocol,
     };
     let report = check::run(&opts, shutdown).await;
     eprint!("{}", report.render());

@@ -102,6 +102,17 @@ impl PbWire {
         }
     }
 
+    /// Watches the pooled connection for `watch`: what arrived when no
+    /// call was pending (`None`: nothing, or the server closed it).
+    pub async fn stray(&mut self, watch: Duration) -> Option<String> {
+        let conn = self.idle.as_mut()?;
+        match tokio::time::timeout(watch, conn.read(Direction::ToClient)).await {
+            Err(_) | Ok(Ok(None)) => None,
+            Ok(Ok(Some(obs))) => Some(obs.view.summary(false)),
+            Ok(Err(e)) => Some(format!("undecodable bytes: {e}")),
+        }
+    }
+
     async fn conn(&mut self) -> std::result::Result<PbConn, CallError> {
         if let Some(c) = self.idle.take() {
             return Ok(c);

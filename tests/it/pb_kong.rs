@@ -212,3 +212,134 @@ fn an_unknown_pdk_method_fails_the_event_without_a_reply() {
         "{access:#}"
     );
 }
+
+/// The command starting the go-pdk stand-in (tests/peers/go_pdk/go-peer, on
+/// the official Python protobuf runtime) with its socket in `dir`.
+pub fn go_peer_cmd(dir: &Path) -> String {
+    let python = support::root().join(".venv-proto/bin/python");
+    assert!(
+        python.exists(),
+        "the Python protobuf runtime is not installed: run scripts/setup-python-protobuf.sh (scripts/test.sh does)"
+    );
+    format!(
+        "{} {} -kong-prefix {}",
+        python.display(),
+        support::root().join("tests/peers/go_pdk/go-peer").display(),
+        dir.display()
+    )
+}
+
+#[test]
+fn kong_emulation_drives_the_python_go_pdk_stand_in() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let out = support::run(
+        d,
+        &[
+            "client",
+            "--spec",
+            support::spec("pb-kong-go-peer.json").to_str().unwrap(),
+            "--socket",
+            d.join("go-peer.socket").to_str().unwrap(),
+            "--start-cmd",
+            &go_peer_cmd(d),
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report: Json = serde_json::from_str(&out.stdout).unwrap();
+    // The stand-in takes the instance id from __seq__, as go-pdk >= 0.10.
+    assert_eq!(report["requests"][0]["phases"][0]["instance_id"], 1);
+    assert_eq!(report["requests"][1]["phases"][0]["instance_id"], 2);
+    assert_eq!(
+        report["requests"][1]["response"]["headers"]["x-peer-go"],
+        "bye example.test"
+    );
+    assert_eq!(
+        actions(&report),
+        ["start", "config_change", "start", "close"]
+    );
+}
+
+#[test]
+fn check_speaks_protobuf_to_the_stand_in_and_to_the_stateless_mock() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let python = support::root().join(".venv-proto/bin/python");
+    let query = format!(
+        "{} {} -dump",
+        python.display(),
+        support::root().join("tests/peers/go_pdk/go-peer").display()
+    );
+    let socket = d.join("go-peer.socket");
+    let out = support::run(
+        d,
+        &[
+            "check",
+            "--socket",
+            socket.to_str().unwrap(),
+            "--plugin",
+            "go-peer",
+            "--start-cmd",
+            &go_peer_cmd(d),
+            "--query-cmd",
+            &query,
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report: Json = serde_json::from_str(&out.stdout).unwrap();
+    // The query output's Protocol picks the checks' protocol.
+    assert_eq!(report["protocol"], "ProtoBuf:1");
+    let status = |r: &Json, name: &str| {
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    for name in [
+        "query_output",
+        "socket",
+        "start_instance",
+        "event",
+        "concurrent_events",
+        "unknown_instance",
+        "close_instance",
+        "no_unsolicited_bytes",
+        "malformed_request",
+    ] {
+        assert_eq!(status(&report, name), "pass", "{name}: {}", out.stderr);
+    }
+    assert_eq!(status(&report, "steps_across_connections"), "skip");
+
+    // The mock answers every event for instance 7, even after closing it.
+    let mut server = support::mock_server(d, &support::spec("pb-mock-go-peer.json"), "m.sock", &[]);
+    let out = support::run(
+        d,
+        &[
+            "check",
+            "--socket",
+            d.join("m.sock").to_str().unwrap(),
+            "--plugin",
+            "go-peer",
+            "--protocol",
+            "ProtoBuf:1",
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let report: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(status(&report, "event"), "pass");
+    assert_eq!(status(&report, "close_instance"), "fail");
+    assert!(
+        out.stderr.contains("requests run on a stale instance"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.interrupt(), 0);
+}

@@ -470,3 +470,59 @@ fn malformed_frames_through_the_proxy_are_reported_and_the_recording_stays_valid
         assert!(matches!(rec.last(), Some(Line::End(_))), "{name}");
     }
 }
+
+#[test]
+fn wrapper_mode_records_the_python_go_pdk_stand_in() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let real = d.join("real");
+    std::fs::create_dir(&real).unwrap();
+    let cmd = crate::pb_kong::go_peer_cmd(&real);
+    let mut args = vec![
+        "proxy",
+        "--protocol",
+        "ProtoBuf:1",
+        "--listen",
+        "front.sock",
+        "--upstream",
+        "real/go-peer.socket",
+        "--record",
+        "rec.jsonl",
+        "--",
+    ];
+    args.extend(cmd.split(' '));
+    let mut proxy = support::Proc::plugtap(d, &args);
+    proxy.wait_for_stderr("listening on");
+    let out = support::run(
+        d,
+        &[
+            "client",
+            "--spec",
+            support::spec("pb-kong-go-peer.json").to_str().unwrap(),
+            "--socket",
+            d.join("front.sock").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    proxy.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(proxy.exit_code(), 0, "{}", proxy.stderr());
+    let rec = lines(&d.join("rec.jsonl"));
+    let fs = frames(&rec);
+    check_raw(&fs);
+    let replies: Vec<&Json> = fs
+        .iter()
+        .filter(|f| {
+            f.msg.kind == Kind::PdkArgs
+                && f.msg.method.as_deref() == Some("kong.response.set_header")
+        })
+        .map(|f| &f.msg.value)
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            &json!({"k": "x-peer-go", "v": "hello example.test"}),
+            &json!({"k": "x-peer-go", "v": "bye example.test"})
+        ]
+    );
+    assert!(rec.iter().any(|l| matches!(l, Line::Child(_))));
+}
