@@ -118,7 +118,10 @@ pub fn help() -> String {
          --start-cmd 'kong-python-pluginserver -d plugins -p /tmp/ps --socket-name py.sock' \\\n      \
          --query-cmd 'kong-python-pluginserver -d plugins --dump-all-plugins'\n\n  \
          # A server that is already running, report as JSON:\n  \
-         plugtap check --socket /usr/local/kong/my-plugin.socket --plugin my-plugin --json\n\n\
+         plugtap check --socket /usr/local/kong/my-plugin.socket --plugin my-plugin --json\n\n  \
+         # A go-pdk (ProtoBuf:1) plugin; its -dump output names the protocol:\n  \
+         plugtap check --socket /tmp/k/my-plugin.socket --plugin my-plugin \\\n      \
+         --start-cmd 'my-plugin -kong-prefix /tmp/k' --query-cmd 'my-plugin -dump'\n\n\
          Checks, in order:\n",
     );
     for (name, what) in check::CHECKS {

@@ -1,4 +1,5 @@
-//! The client role emulating Kong over `MsgPack:1`: a spec's `kong`
+//! The client role emulating Kong (over `MsgPack:1` or, through
+//! [`super::pb_kong`], `ProtoBuf:1`): a spec's `kong`
 //! section runs requests through a plugin the way Kong 3.x does.
 //!
 //! For each request and phase: get an instance id (`StartInstance` with
@@ -10,8 +11,9 @@
 //! `no plugin instance` resets the instance and retries the event, at most
 //! `max_resets` times (Kong never stops retrying).
 //!
-//! Kong's decisions come from [`crate::kong`]; this module only speaks
-//! the wire protocol ([`super::kong_rpc`], [`super::kong_wire`]).
+//! Kong's decisions come from [`crate::kong`]; the wire protocol is a
+//! [`KongWire`]: [`MpWire`] here ([`super::kong_rpc`],
+//! [`super::kong_wire`]), `ProtoBuf:1` in [`super::pb_kong`].
 
 use rmpv::Value as Mp;
 use serde_json::Value as Json;
