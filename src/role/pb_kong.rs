@@ -6,7 +6,7 @@
 //!   `instance_status.instance_id` of the RpcReturn.
 //! * `cmd_handle_event` runs the PDK calls on its own connection: the
 //!   server names a method and sends its arguments, Kong answers with the
-//!   method's output type ([`super::pb_kong_wire`]), until the empty frame
+//!   method's output type (`pb_kong_wire.rs`), until the empty frame
 //!   and the RpcReturn. `kong.response.exit` gets no reply and ends the
 //!   event (Kong abandons the connection).
 //! * Sequences count from 2, and a RpcReturn that does not echo its call's
