@@ -14,6 +14,7 @@ mod kong_query;
 mod kong_wire;
 mod pb_codec;
 mod pb_conversation;
+mod pb_export;
 mod pb_faults;
 mod pb_inject;
 mod pb_kong;

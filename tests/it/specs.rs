@@ -39,6 +39,14 @@ const EXERCISED: &[(&str, &str)] = &[
         "pb_kong::requests_run_through_the_pb_mock_with_kongs_lifecycle_and_answers",
     ),
     (
+        "export-go-pdk-event-cycle-server.json",
+        "pb_export::committed_go_pdk_exports_are_up_to_date_and_replay",
+    ),
+    (
+        "export-go-pdk-event-cycle-client.json",
+        "pb_export::committed_go_pdk_exports_are_up_to_date_and_replay",
+    ),
+    (
         "kong-hello.json",
         "kong::one_line_spec_runs_a_request_through_the_python_plugin",
     ),
