@@ -245,3 +245,32 @@ fn seeded_probability_faults_the_same_events_in_every_run() {
     let closed = first.iter().filter(|c| **c).count();
     assert!((1..12).contains(&closed), "{first:?}");
 }
+
+#[test]
+fn crash_ends_the_server_process_and_the_client_sees_closed() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let spec = d.join("crash.json");
+    std::fs::write(
+        &spec,
+        r#"{"role": "server", "protocol": "ProtoBuf:1",
+            "on_methods": {"cmd_handle_event": [{"crash": true}]}}"#,
+    )
+    .unwrap();
+    let mut server = support::mock_server(d, &spec, "crash.sock", &[]);
+    let client = client_spec(
+        d,
+        "cmd_handle_event",
+        r#"{"instanceId": 1, "eventName": "access"}"#,
+        1,
+    );
+    let (out, report) = run_client(d, &client, d.join("crash.sock").to_str().unwrap());
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(report["steps"][0]["error"], "closed");
+    assert_eq!(server.exit_code(), 2);
+    assert!(
+        server.stderr().contains("fault crash"),
+        "{}",
+        server.stderr()
+    );
+}
