@@ -138,6 +138,17 @@ impl MessageView {
         }
     }
 
+    /// ProtoBuf:1: the protobuf type a PDK call's arguments or Kong's reply
+    /// were decoded as (`String`, `KV`, `Value`, ...), from the method.
+    pub fn pdk_type(&self) -> Option<&'static str> {
+        let method = protobuf::PdkMethod::named(self.method.as_deref()?)?;
+        match self.kind {
+            Kind::PdkArgs => Some(method.input.name()),
+            Kind::PdkReply => Some(method.output.name()),
+            _ => None,
+        }
+    }
+
     /// One-line summary: kind, id, method and the shortened payload (or the
     /// error). With `full`, nothing is shortened.
     pub fn summary(&self, full: bool) -> String {
@@ -148,6 +159,10 @@ impl MessageView {
         if let Some(m) = &self.method {
             s.push(' ');
             s.push_str(m);
+        }
+        if let Some(t) = self.pdk_type() {
+            s.push(' ');
+            s.push_str(t);
         }
         if let Some(p) = &self.problem {
             s.push_str(&format!(" ({p})"));

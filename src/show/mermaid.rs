@@ -69,9 +69,10 @@ pub fn event(line: &Line, out: &mut impl Write) -> std::io::Result<()> {
                 // replies show their method and value.
                 Kind::PdkCall => format!("pdk-call {}", v.method.as_deref().unwrap_or("")),
                 Kind::PdkArgs | Kind::PdkReply => format!(
-                    "{} {} {}",
+                    "{} {} {} {}",
                     v.kind.label(),
                     v.method.as_deref().unwrap_or("?"),
+                    v.pdk_type().unwrap_or("?"),
                     shorten(&v.value.to_string(), LABEL)
                 ),
                 Kind::PdkEnd => "pdk-end".into(),

@@ -140,8 +140,8 @@ fn event_cycle_between_pb_roles_through_the_proxy_is_decoded_and_recorded() {
     for needle in [
         "K→S request #3 cmd_handle_event",
         "S→K pdk-call kong.request.get_header",
-        "S→K pdk-args kong.request.get_header {\"v\":\"host\"}",
-        "K→S pdk-reply kong.request.get_header {\"v\":\"example.test\"}",
+        "S→K pdk-args kong.request.get_header String {\"v\":\"host\"}",
+        "K→S pdk-reply kong.request.get_header String {\"v\":\"example.test\"}",
         "S→K pdk-end",
         "S→K response #3 cmd_handle_event",
         "CLOSED #5",
@@ -155,7 +155,7 @@ fn event_cycle_between_pb_roles_through_the_proxy_is_decoded_and_recorded() {
     for needle in [
         "# ProtoBuf:1 recording",
         "S→K pdk-call kong.request.get_header",
-        "K→S pdk-reply kong.request.get_header {\"v\":\"example.test\"}",
+        "K→S pdk-reply kong.request.get_header String {\"v\":\"example.test\"}",
         "S→K response #3 cmd_handle_event",
         "S→K CLOSED #5 cmd_handle_event",
     ] {
@@ -171,8 +171,8 @@ fn event_cycle_between_pb_roles_through_the_proxy_is_decoded_and_recorded() {
     for needle in [
         "K->>S: c1 request #35;3 cmd_handle_event",
         "S-->>K: c1 pdk-call kong.request.get_header",
-        "S-->>K: c1 pdk-args kong.request.get_header {\"v\":\"host\"}",
-        "K->>S: c1 pdk-reply kong.request.get_header {\"v\":\"example.test\"}",
+        "S-->>K: c1 pdk-args kong.request.get_header String {\"v\":\"host\"}",
+        "K->>S: c1 pdk-reply kong.request.get_header String {\"v\":\"example.test\"}",
         "S-->>K: c1 pdk-end",
         "S-->>K: c1 ok #35;3 cmd_handle_event",
         "S--xK: c1 CLOSED #35;5 cmd_handle_event: the server closed the connection instead of answering",
