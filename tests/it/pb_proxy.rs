@@ -526,3 +526,49 @@ fn wrapper_mode_records_the_python_go_pdk_stand_in() {
     );
     assert!(rec.iter().any(|l| matches!(l, Line::Child(_))));
 }
+
+#[test]
+fn redaction_reaches_into_the_config_bytes_of_cmd_start_instance() {
+    use base64::Engine as _;
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let mut server =
+        support::mock_server(d, &support::spec("pb-mock-go-peer.json"), "back.sock", &[]);
+    let mut proxy = pb_proxy(d, &["--redact", "greeting"]);
+    let out = support::run(
+        d,
+        &[
+            "client",
+            "--spec",
+            support::spec("pb-client-event-cycle.json")
+                .to_str()
+                .unwrap(),
+            "--socket",
+            d.join("front.sock").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(server.interrupt(), 0);
+    proxy.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(proxy.exit_code(), 0, "{}", proxy.stderr());
+    // The config's text, {"greeting":"hello"}, in base64: nowhere in the log.
+    let secret = base64::engine::general_purpose::STANDARD.encode(r#"{"greeting":"hello"}"#);
+    assert!(proxy.stderr().contains("cmd_start_instance"));
+    assert!(!proxy.stderr().contains(&secret), "{}", proxy.stderr());
+    let rec = lines(&d.join("rec.jsonl"));
+    let fs = frames(&rec);
+    let start = fs[0];
+    assert!(start.redacted && start.raw.is_none(), "{start:?}");
+    let config = start.msg.value["cmdStartInstance"]["config"]
+        .as_str()
+        .unwrap();
+    let config: Json = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(config)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config, json!({"greeting": "[redacted]"}));
+    // Frames without the key keep their bytes.
+    assert!(fs[1..].iter().all(|f| !f.redacted));
+}
