@@ -343,3 +343,68 @@ fn check_speaks_protobuf_to_the_stand_in_and_to_the_stateless_mock() {
     );
     assert_eq!(server.interrupt(), 0);
 }
+
+#[test]
+fn answers_have_each_methods_output_type_and_exit_ends_the_request() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let mut server = mock(
+        d,
+        r#"{"cmd_start_instance": [{"result": {"instanceStatus": {"name": "go-peer", "instanceId": 1}}}],
+            "cmd_handle_event": [{"pdk": [
+              {"method": "kong.request.get_headers", "args": {"v": 10}},
+              {"method": "kong.request.get_raw_body"},
+              {"method": "kong.ctx.shared.set", "args": {"k": "n", "v": 5}},
+              {"method": "kong.ctx.shared.get", "args": {"v": "n"}},
+              {"method": "kong.ctx.shared.get", "args": {"v": "missing"}},
+              {"method": "kong.request.get_port"},
+              {"method": "kong.response.exit", "args": {"status": 403, "body": "bm8=", "headers": {"x-a": "b"}}}
+            ], "result": {}}]}"#,
+    );
+    let spec = d.join("kong.json");
+    std::fs::write(
+        &spec,
+        r#"{"role": "client", "protocol": "ProtoBuf:1", "kong": {"plugin": "go-peer",
+            "phases": ["access", "log"],
+            "request": {"method": "POST", "body": "hi", "headers": {"h1": ["a", "b"]}}}}"#,
+    )
+    .unwrap();
+    let (out, report) = kong_run(d, &spec, &d.join("m.sock"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let access = &report["requests"][0]["phases"][0];
+    assert_eq!(access["status"], "exited");
+    assert_eq!(
+        access["calls"][6]["args"],
+        json!([403, "no", {"x-a": "b"}]),
+        "ExitArgs become (status, body, headers)"
+    );
+    // An exit skips the later phases but the log phase.
+    assert_eq!(report["requests"][0]["phases"][1]["phase"], "log");
+    assert_eq!(
+        report["requests"][0]["response"],
+        json!({"source": "exit", "status": 403, "headers": {"x-a": "b"}, "body": "no"})
+    );
+    assert_eq!(server.interrupt(), 0);
+    let replies: Vec<Json> = server
+        .stdout()
+        .lines()
+        .flat_map(|l| {
+            let c: Json = serde_json::from_str(l).unwrap();
+            c["messages"].as_array().unwrap().clone()
+        })
+        .filter(|m| m["view"]["kind"] == "pdk_reply")
+        .map(|m| m["view"]["value"].clone())
+        .take(6)
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            json!({"h1": ["a", "b"]}),  // Struct
+            json!({"content": "aGk="}), // RawBodyResult
+            json!({}),                  // Empty
+            json!(5.0),                 // Value
+            Json::Null,                 // Value: Kong's null_value
+            json!({"v": 8000}),         // Int
+        ]
+    );
+}
