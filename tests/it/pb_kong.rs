@@ -408,3 +408,56 @@ fn answers_have_each_methods_output_type_and_exit_ends_the_request() {
         ]
     );
 }
+
+#[test]
+fn check_fails_a_stray_frame_after_a_reply() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    // An empty frame nobody asked for follows close's RpcReturn; bad
+    // bytes only cost their connection (the mock closes it, as go-pdk).
+    let mut server = mock(
+        d,
+        r#"{"cmd_start_instance": [{"result": {"instanceStatus": {"name": "go-peer", "instanceId": 4}}}],
+            "cmd_handle_event": [{"match": {"instanceId": 4}, "result": {}}],
+            "cmd_close_instance": [{"garbage": {"hex": "00000000", "after_reply": true},
+                                    "result": {"instanceStatus": {"name": "---", "instanceId": 4}}}]}"#,
+    );
+    let out = support::run(
+        d,
+        &[
+            "check",
+            "--socket",
+            d.join("m.sock").to_str().unwrap(),
+            "--plugin",
+            "go-peer",
+            "--protocol",
+            "ProtoBuf:1",
+            "--json",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let report: Json = serde_json::from_str(&out.stdout).unwrap();
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        check("no_unsolicited_bytes")["status"],
+        "fail",
+        "{}",
+        out.stderr
+    );
+    assert!(
+        check("no_unsolicited_bytes")["kong"]
+            .as_str()
+            .unwrap()
+            .contains("sequence assertion fails")
+    );
+    assert_eq!(check("malformed_request")["status"], "pass");
+    assert_eq!(server.interrupt(), 0);
+}
