@@ -29,6 +29,7 @@ pub mod client;
 pub mod leaves;
 pub mod msgpack;
 pub mod output;
+pub mod protobuf;
 pub mod server;
 
 use std::io::BufRead;
@@ -160,6 +161,12 @@ pub trait Dialect {
     /// prepared by the core (`None`: no expectation on the result).
     fn client_expect(&self, reply: &Reply, result: Option<Json>) -> Json;
 
+    /// Spec-level keys a client spec needs besides its steps (for
+    /// `ProtoBuf:1`, Kong's recorded PDK answers in `on_pdk`).
+    fn client_extra(&self) -> Map<String, Json> {
+        Map::new()
+    }
+
     /// A notification as a spec writes it (`on_connect`, `notify`).
     fn notification(&self, notification: &Notification) -> Json {
         Json::Array(vec![
@@ -173,10 +180,15 @@ pub trait Dialect {
 pub fn dialect_for(protocol: Protocol, file: &str) -> Result<Box<dyn Dialect>, ExportError> {
     match protocol {
         Protocol::MsgPack1 => Ok(Box::new(msgpack::MsgpackDialect::default())),
+        Protocol::ProtoBuf1 => Ok(Box::new(protobuf::ProtobufDialect::default())),
         other => Err(ExportError::Unsupported {
             file: file.to_owned(),
             protocol: other,
-            supported: Protocol::MsgPack1.name().to_owned(),
+            supported: format!(
+                "{}, {}",
+                Protocol::MsgPack1.name(),
+                Protocol::ProtoBuf1.name()
+            ),
         }),
     }
 }
