@@ -23,6 +23,7 @@ mod prox_codec;
 mod prox_conversation;
 mod prox_faults;
 mod prox_mock;
+mod prox_proxy;
 mod prox_roles;
 mod prox_vectors;
 mod proxy;
