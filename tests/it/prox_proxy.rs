@@ -460,3 +460,62 @@ fn bad_frames_through_the_wrapper_are_forwarded_and_reported() {
     assert!(out.stdout.contains("unknown hook type 9"), "{}", out.stdout);
     assert!(out.stdout.contains("undecodable bytes"), "{}", out.stdout);
 }
+
+/// An on_request for `path`, as prox encodes it (Go-style, via rmpv).
+fn request_envelope(path: &str) -> Vec<u8> {
+    envelope(vec![
+        ("t", Mp::from(1u8)),
+        (
+            "d",
+            inner(vec![
+                ("r", "web:0"),
+                ("m", "GET"),
+                ("p", path),
+                ("d", "a.example"),
+                ("a", "1.2.3.4:5"),
+            ]),
+        ),
+    ])
+}
+
+/// prox restarts a plugin that exits: here, the wrapper, which starts a
+/// fresh plugin; `configure` again gives a new `ready`, and each run
+/// leaves its own complete recording and no socket behind.
+#[test]
+fn a_restarted_wrapper_serves_again_and_keeps_each_runs_recording() {
+    let dir = support::tmpdir();
+    let rec = dir.path().join("rec-{pid}.jsonl");
+    let (mut first, socket) = start_wrapper(dir.path(), &rec, &["--listen", "front.sock"]);
+    let mut s = connect(&socket);
+    write_frame(&mut s, &request_envelope("/crash"));
+    assert_eq!(read_frame(&mut s), None, "the plugin died mid-call");
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(3));
+    assert!(!socket.exists(), "the first run removed its socket");
+
+    let (mut second, again) = start_wrapper(dir.path(), &rec, &["--listen", "front.sock"]);
+    assert_eq!(again, socket);
+    let mut s = connect(&socket);
+    write_frame(&mut s, &request_envelope("/admin"));
+    let reply = rmpv::decode::read_value(&mut &read_frame(&mut s).unwrap()[..]).unwrap();
+    assert_eq!(mp_get(&reply, "s").and_then(Mp::as_u64), Some(403));
+    drop(s);
+    assert_eq!(second.close_stdin(), 0);
+
+    let ends: Vec<String> = [first.pid(), second.pid()]
+        .iter()
+        .map(|pid| {
+            let lines = lines(&dir.path().join(format!("rec-{pid}.jsonl")));
+            match lines.last() {
+                Some(Line::End(e)) => e.reason.clone(),
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            "the plugin exited (exit code 3)",
+            "the plugin exited (exit code 0)"
+        ]
+    );
+}
