@@ -519,3 +519,51 @@ fn a_restarted_wrapper_serves_again_and_keeps_each_runs_recording() {
         ]
     );
 }
+
+/// Without a plugin command, the proxy sits on one plugin socket whose path
+/// is known (here the mock plugin's), with prox's framing and limit.
+#[test]
+fn socket_proxy_without_a_command_decodes_prox_frames() {
+    let dir = support::tmpdir();
+    let mut mock = MockPlugin::start(
+        dir.path(),
+        &support::spec("prox-mock-plugin.json"),
+        &["--socket", "mock.sock"],
+    );
+    let back = mock.configure(r#"{"route_id":"web:0"}"#);
+    let mut p = crate::proxy::proxy(
+        dir.path(),
+        "front.sock",
+        back.to_str().unwrap(),
+        "rec.jsonl",
+        &["--protocol", "prox"],
+    );
+    let mut s = connect(&dir.path().join("front.sock"));
+    write_frame(&mut s, &request_envelope("/admin"));
+    let reply = rmpv::decode::read_value(&mut &read_frame(&mut s).unwrap()[..]).unwrap();
+    assert_eq!(mp_get(&reply, "s").and_then(Mp::as_u64), Some(403));
+    // 1 MiB + 1 declared: above prox's limit, whatever --max-message says.
+    use std::io::Write as _;
+    let mut s2 = connect(&dir.path().join("front.sock"));
+    s2.write_all(&((1u32 << 20) + 1).to_be_bytes()).unwrap();
+    drop(s2);
+    drop(s);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(p.interrupt(), 0);
+    let lines = lines(&dir.path().join("rec.jsonl"));
+    let reply = lines
+        .iter()
+        .find_map(|l| match l {
+            Line::Frame(f) if f.reply.is_some() => Some(f),
+            _ => None,
+        })
+        .expect("a reply");
+    assert_eq!(reply.msg.method.as_deref(), Some("on_request"));
+    assert_eq!(reply.msg.value["fields"]["status"], 403);
+    assert!(
+        lines.iter().any(|l| matches!(l, Line::Undecodable(u)
+            if u.error.contains("a frame of 1048577 bytes declared, above the limit of 1048576"))),
+        "{lines:?}"
+    );
+    drop(mock);
+}
