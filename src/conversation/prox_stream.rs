@@ -14,7 +14,7 @@
 //! nothing to resynchronise on, so the rest of that direction is reported
 //! as undecodable. When the plugin closes while a reply is due (it crashed
 //! mid-call, or refused the frame), that is reported as a
-//! [`Kind::Closed`](crate::message::Kind::Closed) frame with no bytes,
+//! [`Kind::Closed`] frame with no bytes,
 //! saying what prox does about it.
 
 use std::time::Instant;

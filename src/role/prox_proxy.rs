@@ -9,7 +9,7 @@
 //! * relays prox's `configure` lines to the plugin and the plugin's lines
 //!   (acknowledgements, `ready`, pushes) to prox, decoded, logged and
 //!   recorded, each with its exact bytes, except that the socket in a
-//!   `ready` is replaced by one of plugtap's ([`super::prox_relay`]);
+//!   `ready` is replaced by one of plugtap's (`prox_relay.rs`);
 //! * proxies every connection prox makes there to the plugin's socket,
 //!   byte for byte, logging and recording each hook call, reply and
 //!   `on_disconnect` with its envelope and payload decoded;
