@@ -6,6 +6,7 @@ mod check;
 mod cli;
 mod client;
 mod codec;
+mod export_prox;
 mod faults;
 mod goplugin;
 mod kong;

@@ -66,6 +66,14 @@ const EXERCISED: &[(&str, &str)] = &[
         "prox-client.json",
         "prox_roles::client_drives_the_python_plugin",
     ),
+    (
+        "export-prox-python-server.json",
+        "export_prox::a_recording_exported_as_a_mock_answers_as_the_plugin_did",
+    ),
+    (
+        "export-prox-python-client.json",
+        "export_prox::an_exported_client_spec_passes_against_a_fresh_plugin",
+    ),
 ];
 
 #[test]
