@@ -122,3 +122,35 @@ fn committed_prox_exports_match_a_fresh_export() {
         );
     }
 }
+
+/// A reply whose call is not in the recording (here: the call's line was
+/// cut out) is an error naming the file and line.
+#[test]
+fn a_reply_without_its_call_is_reported_with_its_line() {
+    let dir = support::tmpdir();
+    let text =
+        std::fs::read_to_string(support::root().join("recordings/prox-python.jsonl")).unwrap();
+    let first_call = text
+        .lines()
+        .position(|l| l.contains(r#""type":"frame""#) && l.contains(r#""dir":"to_server""#))
+        .unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != first_call)
+        .map(|(_, l)| l)
+        .collect();
+    let cut = dir.path().join("cut.jsonl");
+    std::fs::write(&cut, kept.join("\n") + "\n").unwrap();
+    let out = support::run(
+        dir.path(),
+        &["export", cut.to_str().unwrap(), "--as", "server"],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cut.jsonl:")
+            && out.stderr.contains("answers no call recorded before it"),
+        "{}",
+        out.stderr
+    );
+}
