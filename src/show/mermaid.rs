@@ -50,6 +50,15 @@ pub fn escape(text: &str) -> String {
 
 /// One event of the diagram.
 pub fn event(line: &Line, out: &mut impl Write) -> std::io::Result<()> {
+    event_for(Protocol::MsgPack1, line, out)
+}
+
+/// One event of a `protocol` recording's diagram.
+pub fn event_for(protocol: Protocol, line: &Line, out: &mut impl Write) -> std::io::Result<()> {
+    let server = match protocol {
+        Protocol::Prox => "plugin",
+        _ => "server",
+    };
     match line {
         Line::Header(_) => Ok(()),
         Line::Open(o) => writeln!(out, "    Note over K,S: c{} open", o.conn),
@@ -119,7 +128,7 @@ pub fn event(line: &Line, out: &mut impl Write) -> std::io::Result<()> {
         ),
         Line::Child(c) => writeln!(
             out,
-            "    Note over S: server {}{}",
+            "    Note over S: {server} {}{}",
             c.event,
             escape(
                 &c.status

@@ -121,7 +121,7 @@ pub fn show<R: std::io::BufRead>(
         match format {
             Format::Json => writeln!(out, "{}", reader.text())?,
             Format::Text => writeln!(out, "{}", text_line_for(protocol, &line, full, colour))?,
-            Format::Mermaid => mermaid::event(&line, out)?,
+            Format::Mermaid => mermaid::event_for(protocol, &line, out)?,
         }
     }
     Ok(shown)

@@ -567,3 +567,38 @@ fn socket_proxy_without_a_command_decodes_prox_frames() {
     );
     drop(mock);
 }
+
+/// SIGTERM to the wrapper goes to the plugin; the wrapper then exits 0
+/// (the plugin ended by the signal passed on), without its socket.
+#[test]
+fn sigterm_is_passed_on_to_the_plugin() {
+    let dir = support::tmpdir();
+    let rec = dir.path().join("rec.jsonl");
+    let (mut w, socket) = start_wrapper(dir.path(), &rec, &[]);
+    assert!(socket.exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(w.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(
+        w.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        w.stderr()
+    );
+    assert!(!socket.exists(), "the wrapper removed its socket");
+    let Some(Line::End(end)) = lines(&rec).last().cloned() else {
+        panic!("not finished")
+    };
+    assert_eq!(end.reason, "the plugin exited (signal SIGTERM)");
+    let out = support::run(
+        dir.path(),
+        &["show", rec.to_str().unwrap(), "--format", "mermaid"],
+    );
+    assert!(
+        out.stdout.contains("Note over S: plugin exited"),
+        "{}",
+        out.stdout
+    );
+}
