@@ -195,6 +195,22 @@ fn client_gets_the_same_results_through_the_wrapper_and_it_records_them() {
     });
     assert_eq!(exited.as_deref(), Some("exit code 0"));
     assert!(matches!(lines.last(), Some(Line::End(_))));
+    // Frames tile each direction of each connection: offsets follow on,
+    // and they add up to the bytes forwarded.
+    for l in &lines {
+        let Line::Close(c) = l else { continue };
+        for (dir, total) in [
+            (plugtap::message::Direction::ToServer, c.to_server),
+            (plugtap::message::Direction::ToClient, c.to_client),
+        ] {
+            let mut next = 0;
+            for f in frames.iter().filter(|f| f.conn == c.conn && f.dir == dir) {
+                assert_eq!(f.offset, next, "{f:?}");
+                next += f.len;
+            }
+            assert_eq!(next, total, "connection {} {dir:?}", c.conn);
+        }
+    }
 
     // `show` renders stdio lines and hooks, as text and as a diagram.
     let out = support::run(dir.path(), &["show", rec.to_str().unwrap()]);
