@@ -25,6 +25,7 @@ mod prox_conversation;
 mod prox_faults;
 mod prox_mock;
 mod prox_proxy;
+mod prox_proxy_faults;
 mod prox_roles;
 mod prox_vectors;
 mod proxy;
