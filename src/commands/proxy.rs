@@ -110,17 +110,17 @@ pub async fn proxy(
         .or(spec.map(|s| s.protocol))
         .unwrap_or_default();
     if protocol == Protocol::GoPlugin {
-        if args.record.is_some() {
-            bail!(
-                "--record is not available for go-plugin yet; decoded calls are logged on stderr"
-            );
-        }
         if args.upstream.is_some() {
             bail!(
                 "--upstream does not apply to go-plugin: the plugin's handshake names its address"
             );
         }
-        return wrap(args.cmd, args.listen, &args.go, full).await;
+        let mut redact = spec.map(|s| s.proxy.redact.clone()).unwrap_or_default();
+        redact.extend(args.redact);
+        let record = args
+            .record
+            .or_else(|| spec.and_then(|s| s.proxy.record.clone()));
+        return wrap(args.cmd, args.listen, record, redact, &args.go, full).await;
     }
     let listen = args.listen.or_else(|| spec.and_then(|s| s.socket.clone()));
     let upstream = args

@@ -116,6 +116,8 @@ pub async fn run(spec: GoSpec, opts: MockOptions) -> Result<i32> {
             reflection: false,
             max_message: opts.max_message,
             full_values: opts.full_values,
+            redact: Default::default(),
+            record: None,
         },
         rx,
         None,
@@ -217,15 +219,15 @@ async fn serve_stream(
         (":path".to_owned(), path.clone()),
     ];
     shown.extend(grpc::header_pairs(&parts.headers));
-    let _ = shared.events.send(Observed {
-        conn: label.clone(),
-        stream: id,
-        dir: Direction::ToServer,
-        event: Event::Open {
+    let _ = shared.events.send(Observed::now(
+        label.clone(),
+        id,
+        Direction::ToServer,
+        Event::Open {
             path: path.clone(),
             headers: shown,
         },
-    });
+    ));
     let answer = Answer {
         conn: label,
         id,
@@ -254,12 +256,12 @@ async fn serve_stream(
         tokio::spawn(async move {
             while let Some(Ok(chunk)) = b.data().await {
                 let _ = b.flow_control().release_capacity(chunk.len());
-                let _ = reader_events.send(Observed {
-                    conn: reader_conn.clone(),
-                    stream: id,
-                    dir: Direction::ToServer,
-                    event: Event::Data(chunk),
-                });
+                let _ = reader_events.send(Observed::now(
+                    reader_conn.clone(),
+                    id,
+                    Direction::ToServer,
+                    Event::Data(chunk),
+                ));
             }
         });
         answer.reply(&[], 0, "", Some(stop)).await;
