@@ -233,7 +233,12 @@ pub async fn run(
                 out.push(o);
             }
             Event::Reset(reason) => {
-                let st = streams.remove(&key);
+                let Some(st) = streams.remove(&key) else {
+                    // The other direction's reset of a stream already ended.
+                    tracing::debug!("{} s{}: {reason}", ob.conn.name, ob.stream);
+                    continue;
+                };
+                let st = Some(st);
                 let mut o = Out::new(MessageView {
                     kind: Kind::GrpcReset,
                     id: Some(u64::from(ob.stream)),

@@ -17,6 +17,10 @@ pub const RECORDED: &[(&str, &str)] = &[
         "python-redacted.jsonl",
         "recordings::redacted_recording_hides_the_greeting_and_its_raw_bytes",
     ),
+    (
+        "goplugin-python-kv.jsonl",
+        "goplugin::record::the_committed_kv_recording_holds_the_whole_run",
+    ),
 ];
 
 fn recording(name: &str) -> std::path::PathBuf {

@@ -9,6 +9,7 @@ mod handshake;
 mod host;
 mod observe;
 mod proxy;
+mod record;
 
 use std::path::{Path, PathBuf};
 
