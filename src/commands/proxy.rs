@@ -33,6 +33,7 @@ Examples:
   # gRPC call on stderr (stdout carries the handshake to the host).
   plugtap proxy --protocol go-plugin -- ./terraform-provider-foo
   plugtap proxy --protocol go-plugin --proto kv.proto -- python3 plugin.py
+  plugtap proxy --protocol go-plugin --record /tmp/kv.jsonl -- python3 plugin.py
 
 Exit codes: 0 stopped by SIGINT/SIGTERM; 2 usage or runtime error. In wrapper
 mode plugtap exits when the server exits, with the server's exit code
