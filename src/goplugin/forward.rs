@@ -28,6 +28,9 @@ use crate::net::Stream;
 /// The broker stream's path.
 pub const BROKER_PATH: &str = "/plugin.GRPCBroker/StartStream";
 
+/// The path of the call a host stops a plugin with.
+pub const SHUTDOWN_PATH: &str = "/plugin.GRPCController/Shutdown";
+
 /// What every forwarded connection shares.
 #[derive(Debug)]
 pub struct ForwardCtx {
@@ -37,6 +40,8 @@ pub struct ForwardCtx {
     pub broker: Option<Broker>,
     /// Stops accepting and forwarding.
     pub cancel: CancellationToken,
+    /// Told when the host calls `GRPCController/Shutdown`.
+    pub shutdown_called: Arc<tokio::sync::Notify>,
 }
 
 impl ForwardCtx {
@@ -194,6 +199,9 @@ async fn stream(
         }
     };
     let broker = path == BROKER_PATH;
+    if path == SHUTDOWN_PATH {
+        ctx.shutdown_called.notify_one();
+    }
     let req_task = if end {
         None
     } else {

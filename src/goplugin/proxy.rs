@@ -19,7 +19,10 @@
 //! stdout belongs to the host: it carries the handshake, then whatever the
 //! plugin prints after it. plugtap's own logs go to stderr, where the host
 //! shows them among the plugin's logs. The wrapper exits with the plugin's
-//! exit code (128 + signal number when a signal ended it).
+//! exit code (128 + signal number when a signal ended it). A plugin still
+//! running [`SHUTDOWN_GRACE`] after the host's `GRPCController/Shutdown`
+//! call is killed: the host kills the process it started (plugtap) 2 s
+//! after Shutdown, which would leave the real plugin behind.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -288,11 +291,16 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
     } else {
         None
     };
+    let shutdown_called = Arc::new(tokio::sync::Notify::new());
     let ctx = Arc::new(ForwardCtx {
         events: tx,
         broker,
         cancel: cancel.clone(),
+        shutdown_called: shutdown_called.clone(),
     });
+    // Set once the host called Shutdown: the plugin must be gone before
+    // the host's grace ends, or the host kills plugtap and not the plugin.
+    let mut kill_at: Option<tokio::time::Instant> = None;
     let mut observing = opts.observer.clone();
     observing.record = rec.handle();
     let observer = tokio::spawn(observer::run(observing, rx, None));
@@ -303,6 +311,17 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
         tokio::select! {
             status = child.wait() => break status.ok(),
             _ = int.recv() => tracing::info!("SIGINT ignored, as go-plugin plugins do (the host stops plugins through GRPCController.Shutdown)"),
+            _ = shutdown_called.notified(), if kill_at.is_none() => {
+                kill_at = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+            }
+            _ = sleep_until(kill_at), if kill_at.is_some() => {
+                tracing::warn!(
+                    "the plugin did not exit {SHUTDOWN_GRACE:?} after the host's Shutdown call; killing it (the host kills plugtap after 2 s, which would leave the plugin running)"
+                );
+                why = "the plugin was killed: it did not exit after Shutdown";
+                let _ = child.start_kill();
+                break child.wait().await.ok();
+            }
             _ = term.recv() => {
                 tracing::info!("SIGTERM: passing it to the plugin");
                 why = "SIGTERM received; the plugin exited";
@@ -341,6 +360,18 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
     let _ = std::fs::remove_dir_all(&private);
     rec.finish(status, why).await?;
     Ok(code)
+}
+
+/// How long the plugin gets to exit after the host's Shutdown call before
+/// plugtap kills it: less than the host's 2 s, after which the host kills
+/// plugtap (one process, not its children).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn signal_child(pid: u32, sig: nix::sys::signal::Signal) {
