@@ -400,3 +400,44 @@ fn a_refused_handshake_is_recorded_with_the_hosts_error() {
     );
     assert!(matches!(lines.last(), Some(Line::End(e)) if e.reason.contains("refused")));
 }
+
+#[test]
+fn while_recording_stderr_still_passes_byte_for_byte() {
+    let dir = support::tmpdir();
+    let script = dir.path().join("plugin.sh");
+    std::fs::write(
+        &script,
+        "printf 'line one \\377\\n{\"@level\":\"info\"}\\npartial' >&2\n\
+         echo '1|1|unix|/tmp/plugtap-test-nope.sock|grpc'\nsleep 0.3\n",
+    )
+    .unwrap();
+    let rec = dir.path().join("r.jsonl");
+    let out = std::process::Command::new(support::bin())
+        .current_dir(dir.path())
+        .env("PLUGIN_UNIX_SOCKET_DIR", dir.path())
+        .args(["-q", "proxy", "--protocol", "go-plugin", "--record"])
+        .arg(&rec)
+        .arg("--")
+        .arg("sh")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    // Exactly the plugin's bytes: invalid UTF-8 and a last line without
+    // its newline included (plugtap itself is quiet with -q).
+    assert_eq!(
+        out.stderr,
+        b"line one \xff\n{\"@level\":\"info\"}\npartial".to_vec()
+    );
+    let text: Vec<String> = lines(&rec)
+        .into_iter()
+        .filter_map(|l| match l {
+            Line::Stderr(e) => Some(e.text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        text,
+        ["line one \u{fffd}", "{\"@level\":\"info\"}", "partial"]
+    );
+}
