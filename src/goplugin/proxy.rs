@@ -339,12 +339,10 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
             accepted = listener.accept() => match accepted {
                 Ok(stream) => {
                     let id = ConnId::next();
+                    let label = Arc::new(ConnLabel { id, name: id.to_string(), client: "host", server: "plugin", upstream: upstream.clone() });
                     match &relay_reason {
-                        Some(_) => { tokio::spawn(passthrough::relay(id.to_string(), stream, upstream.clone())); }
-                        None => {
-                            let label = Arc::new(ConnLabel { id, name: id.to_string(), client: "host", server: "plugin", upstream: upstream.clone() });
-                            tokio::spawn(forward::connection(stream, label, ctx.clone()));
-                        }
+                        Some(_) => { tokio::spawn(passthrough::relay(label, stream, rec.handle())); }
+                        None => { tokio::spawn(forward::connection(stream, label, ctx.clone())); }
                     }
                 }
                 Err(e) => tracing::warn!("accept failed: {e}"),
