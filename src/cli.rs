@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::commands::check::CheckArgs;
 use crate::commands::client::ClientArgs;
+use crate::commands::export::{self, ExportArgs};
 use crate::commands::kong_conf::{self, KongConfArgs};
 use crate::commands::proxy::{self, ProxyArgs};
 use crate::commands::run::RunArgs;
@@ -50,6 +51,9 @@ Examples:
   # Sit between Kong and a real server, recording; then look at it:
   plugtap proxy --listen /tmp/front.sock --upstream /tmp/back.sock --record calls.jsonl
   plugtap show calls.jsonl
+  # Turn it into a mock server spec, or into Kong's side to replay:
+  plugtap export calls.jsonl --as server -o mock.json
+  plugtap export calls.jsonl --as client -o replay.json
 
   # prox plugins: drive a plugin as prox would (start it, configure, call hooks),
   # here the mock plugin, which prox could also run as a plugin command:
@@ -154,6 +158,16 @@ pub enum Command {
     /// would do in production. --json prints the report on stdout.
     #[command(after_help = crate::commands::check::help())]
     Check(CheckArgs),
+
+    /// Turn a recording into a spec: a mock server that answers as the
+    /// recorded server did (--as server), or Kong's side, replayable
+    /// against a fresh server (--as client).
+    ///
+    /// Server-generated values Kong sent back (instance and event ids)
+    /// become captures; volatile fields (StartTime, pids) are left out of
+    /// expectations unless --keep-volatile. The output is deterministic.
+    #[command(after_help = export::EXAMPLES)]
+    Export(ExportArgs),
 }
 
 /// Options every role takes.

@@ -11,6 +11,7 @@
 //! * [`kong`]: Kong's side of the protocols (PDK, instances, query output).
 //! * [`role`]: the server and client roles.
 //! * [`check`]: conformance checks of a pluginserver (`plugtap check`).
+//! * [`export`]: recordings to specs (`plugtap export`).
 //! * [`process`], [`shutdown`]: child processes and signals.
 //! * [`goplugin`]: HashiCorp go-plugin (handshake, gRPC decoding, roles).
 //!
@@ -24,6 +25,7 @@ pub mod codec;
 pub mod conversation;
 pub mod error;
 pub mod exit;
+pub mod export;
 pub mod goplugin;
 pub mod kong;
 pub mod message;

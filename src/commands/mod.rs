@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod client;
+pub mod export;
 pub mod goplugin;
 pub mod kong_conf;
 pub mod load;
@@ -105,6 +106,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Some(Command::Show(args)) => show::show(args, full),
         Some(Command::KongConf(args)) => kong_conf::kong_conf(args),
+        Some(Command::Export(args)) => export::export(args),
     }
 }
 

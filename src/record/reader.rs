@@ -79,6 +79,15 @@ impl<R: BufRead> Reader<R> {
             None => return Err(reader.error(None, "empty file: not a plugtap recording".into())),
             Some(Ok(line)) => line,
             Some(Err(e)) => {
+                if let Some(name) = unknown_protocol(reader.text()) {
+                    return Err(reader.error(
+                        Some(1),
+                        format!(
+                            "the header names protocol `{name}`, which this plugtap does not know (it knows {})",
+                            crate::protocol::Protocol::valid_names()
+                        ),
+                    ));
+                }
                 return Err(
                     reader.error(Some(1), format!("not a plugtap recording ({})", e.message))
                 );
@@ -164,6 +173,18 @@ impl<R: BufRead> Iterator for Reader<R> {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_line()
     }
+}
+
+/// The protocol of a header line whose protocol is not one we know.
+fn unknown_protocol(line: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v.get("type")? != "header" || v.get("format")? != FORMAT {
+        return None;
+    }
+    let name = v.get("protocol")?.as_str()?;
+    name.parse::<crate::protocol::Protocol>()
+        .is_err()
+        .then(|| name.to_owned())
 }
 
 fn strip_position(e: &serde_json::Error) -> String {

@@ -56,12 +56,12 @@ pub async fn run(spec: &Spec, opts: ClientOptions, shutdown: CancellationToken) 
         None => None,
     };
     let outcome = async {
-        let stream = tokio::select! {
+        let (stream, path) = tokio::select! {
             _ = shutdown.cancelled() => return Err(Error::Other("interrupted".into())),
-            s = connect(&opts, child.as_mut()) => s?,
+            s = connect_to(&opts, child.as_mut()) => s?,
         };
         let conn = Connection::new(stream, MsgpackCodec::new(opts.limits));
-        Ok(drive(conn, &spec.client.try_methods, &opts, &shutdown).await)
+        Ok(drive(conn, &path, &spec.client.try_methods, &opts, &shutdown).await)
     }
     .await;
     if let Some(child) = child.as_mut() {
@@ -80,60 +80,34 @@ pub async fn run(spec: &Spec, opts: ClientOptions, shutdown: CancellationToken) 
 /// Finds the socket (spec, or a go-plugin handshake from the child) and
 /// connects, failing early if the child exits first.
 pub(crate) async fn connect(opts: &ClientOptions, child: Option<&mut Child>) -> Result<UnixStream> {
+    connect_to(opts, child).await.map(|(stream, _)| stream)
+}
+
+/// [`connect`], also giving the socket path (for more connections).
+async fn connect_to(
+    opts: &ClientOptions,
+    child: Option<&mut Child>,
+) -> Result<(UnixStream, PathBuf)> {
     let Some(child) = child else {
         let path = opts
             .socket
             .as_ref()
             .ok_or_else(|| Error::Other("no socket given (spec `socket` or --socket)".into()))?;
-        return Ok(net::connect_when_ready(path, opts.wait).await?);
+        return Ok((
+            net::connect_when_ready(path, opts.wait).await?,
+            path.clone(),
+        ));
     };
-    let mut socket = opts.socket.clone();
-    if socket.is_none() {
-        tracing::info!("no socket given; waiting for a go-plugin handshake on stdout");
-    }
-    let deadline = tokio::time::Instant::now() + opts.wait;
-    // With a socket already known, only a handshake printed right away
-    // can change it; without one, the handshake is the only way to learn it.
-    let patience = if socket.is_some() {
-        Duration::from_millis(300)
-    } else {
-        opts.wait
-    };
-    let lines = child.first_line();
-    let first_line = tokio::select! {
-        line = lines.get(patience) => line,
-        status = child.wait() => return Err(exited_early(child.display(), status)),
-    };
-    if let Some(addr) = first_line.as_deref().and_then(process::go_plugin_address) {
-        tracing::info!("go-plugin handshake names socket {}", addr.display());
-        socket = Some(addr);
-    }
-    let path = socket.ok_or_else(|| {
-        Error::Other(format!(
-            "no socket given and `{}` printed no go-plugin handshake",
-            child.display()
-        ))
-    })?;
-    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-    tokio::select! {
-        stream = net::connect_when_ready(&path, remaining) => Ok(stream?),
-        status = child.wait() => Err(exited_early(child.display(), status)),
-    }
+    let (path, stream) =
+        super::launch::connect_child(child, opts.socket.clone(), opts.wait).await?;
+    Ok((stream, path))
 }
 
-fn exited_early(cmd: &str, status: std::io::Result<std::process::ExitStatus>) -> Error {
-    match status {
-        Ok(s) => Error::Other(format!(
-            "`{cmd}` exited ({}) before its socket accepted connections",
-            process::describe(s)
-        )),
-        Err(e) => Error::Other(format!("waiting for `{cmd}`: {e}")),
-    }
-}
-
-/// Runs every step on one connection.
+/// Runs every step in order, each on its step's connection (`conn`): the
+/// first label seen uses `first`, the others are opened on first use.
 async fn drive(
-    mut conn: Connection<MsgpackCodec>,
+    first: Connection<MsgpackCodec>,
+    path: &std::path::Path,
     steps: &[Step],
     opts: &ClientOptions,
     shutdown: &CancellationToken,
@@ -157,16 +131,40 @@ async fn drive(
             pdk: vec![],
         })
         .collect();
-    let mut next_msgid = 0u32;
+    // Connection label -> (connection, last msgid); msgids count per connection.
+    let mut conns: Vec<(Option<u64>, Connection<MsgpackCodec>, u32)> = Vec::new();
+    let mut first = Some(first);
     for (step, report) in steps.iter().zip(reports.iter_mut()) {
         if shutdown.is_cancelled() {
             break;
         }
-        next_msgid = next_msgid.wrapping_add(1);
-        let go_on = call(
-            &mut conn, step, report, next_msgid, &mut vars, opts, shutdown,
-        )
-        .await;
+        let slot = match conns.iter().position(|(label, _, _)| *label == step.conn) {
+            Some(i) => i,
+            None => {
+                let conn = match first.take() {
+                    Some(c) => c,
+                    None => match net::connect_when_ready(path, opts.wait).await {
+                        Ok(stream) => Connection::new(stream, MsgpackCodec::new(opts.limits)),
+                        Err(e) => {
+                            report.failures.push(Failure::new(format!(
+                                "cannot open connection {}: {e}",
+                                step.conn.unwrap_or_default()
+                            )));
+                            report.status = StepStatus::Failed;
+                            break;
+                        }
+                    },
+                };
+                if let Some(label) = step.conn {
+                    tracing::info!("connection {label} of the spec is {}", conn.id());
+                }
+                conns.push((step.conn, conn, 0));
+                conns.len() - 1
+            }
+        };
+        let (_, conn, msgid) = &mut conns[slot];
+        *msgid = msgid.wrapping_add(1);
+        let go_on = call(conn, step, report, *msgid, &mut vars, opts, shutdown).await;
         report.status = if report.failures.is_empty() {
             StepStatus::Passed
         } else {

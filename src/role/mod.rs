@@ -16,6 +16,7 @@ pub mod kong_rpc;
 pub mod kong_wire;
 pub mod launch;
 pub mod load;
+mod load_report;
 pub mod pb_client;
 mod pb_outcome;
 pub mod pb_server;

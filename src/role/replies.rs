@@ -120,10 +120,13 @@ impl Replies {
             .iter()
             .enumerate()
             .filter(|(_, p)| {
-                p.entry
-                    .matcher
-                    .as_ref()
-                    .is_none_or(|m| matcher::matches(m, params))
+                p.entry.matcher.as_ref().is_none_or(|m| {
+                    if p.entry.exact {
+                        matcher::equals(m, params)
+                    } else {
+                        matcher::matches(m, params)
+                    }
+                })
             })
             .map(|(i, _)| i)
             .collect();

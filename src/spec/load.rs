@@ -309,6 +309,8 @@ struct RawEntry {
     #[serde(rename = "match")]
     matcher: Option<Json>,
     #[serde(default)]
+    exact: bool,
+    #[serde(default)]
     notify: Vec<Notification>,
     #[serde(default)]
     delay_ms: u64,
@@ -351,8 +353,12 @@ impl<'de> Deserialize<'de> for Entry {
             probability: raw.probability,
         }
         .build()?;
+        if raw.exact && raw.matcher.is_none() {
+            return Err(de::Error::custom("`exact` needs a `match`"));
+        }
         Ok(Entry {
             matcher: raw.matcher,
+            exact: raw.exact,
             error,
             result,
             notify: raw.notify,
@@ -392,6 +398,7 @@ struct RawStep {
     expect: Option<RawExpect>,
     #[serde(default)]
     capture: IndexMap<String, String>,
+    conn: Option<u64>,
 }
 
 fn empty_params() -> Json {
@@ -417,6 +424,7 @@ impl<'de> Deserialize<'de> for Step {
                 params,
                 expect: None,
                 capture: IndexMap::new(),
+                conn: None,
             },
             Form::Map(raw) => Step {
                 name: raw.name,
@@ -424,6 +432,7 @@ impl<'de> Deserialize<'de> for Step {
                 params: raw.params,
                 expect: raw.expect.map(expect).transpose()?,
                 capture: raw.capture,
+                conn: raw.conn,
             },
         })
     }

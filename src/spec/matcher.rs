@@ -55,6 +55,23 @@ pub fn matches(expected: &Json, actual: &Json) -> bool {
     }
 }
 
+/// True when `actual` equals `pattern`: the same keys, the same
+/// elements, numbers by value.
+pub fn equals(pattern: &Json, actual: &Json) -> bool {
+    match (pattern, actual) {
+        (Json::Object(e), Json::Object(a)) => {
+            e.len() == a.len()
+                && e.iter()
+                    .all(|(k, ev)| a.get(k).is_some_and(|av| equals(ev, av)))
+        }
+        (Json::Array(e), Json::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(ev, av)| equals(ev, av))
+        }
+        (Json::Number(e), Json::Number(a)) => same_number(e, a),
+        _ => pattern == actual,
+    }
+}
+
 /// Every mismatch between the pattern `expected` and `actual`; empty when
 /// they match.
 pub fn diff(expected: &Json, actual: &Json) -> Vec<Mismatch> {
@@ -142,6 +159,8 @@ mod tests {
         assert!(!matches(&json!([]), &actual));
         assert!(matches(&json!(1), &json!(1.0)));
         assert!(matches(&json!({"$bin": "AA=="}), &json!({"$bin": "AA=="})));
+        assert!(equals(&json!([{"EventId": 0}]), &json!([{"EventId": 0.0}])));
+        assert!(!equals(&json!([{"EventId": 0}]), &actual));
         assert!(!matches(
             &json!({"$bin": "AA=="}),
             &json!({"$bin": "AA==", "x": 1})

@@ -112,6 +112,9 @@ pub struct Entry {
     /// Partial deep match on the request params; the entry applies only to
     /// requests it matches. `None` matches everything.
     pub matcher: Option<Json>,
+    /// `match` must equal the params (objects with the same keys, arrays
+    /// element by element), not just match them partially.
+    pub exact: bool,
     /// The reply's error (null for success).
     pub error: Json,
     /// The reply's result.
@@ -181,6 +184,9 @@ pub struct Step {
     pub expect: Option<Expect>,
     /// Values to remember from the result: name -> path (e.g. `"Id"`).
     pub capture: IndexMap<String, String>,
+    /// The connection to make the call on (any label; each distinct one
+    /// is its own connection, opened on first use). `None`: the first.
+    pub conn: Option<u64>,
 }
 
 /// Expectations on a reply.

@@ -1,0 +1,154 @@
+//! The `MsgPack:1` dialect: `[0, msgid, method, params]` requests paired
+//! with `[1, msgid, error, result]` responses by msgid per connection
+//! (msgids repeat across Kong's workers), `[2, method, params]`
+//! notifications attached to the call in flight (or, with none, passed on
+//! for `on_connect`). Entries are written as `result` / `error`.
+
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value as Json, json};
+
+use super::client::error_expectation;
+use super::{Dialect, Exchange, Item, Reply};
+use crate::message::{Direction, Kind};
+use crate::protocol::Protocol;
+use crate::record::FrameEvent;
+use crate::spec::Notification;
+
+/// Pairs `MsgPack:1` frames; see the module docs.
+#[derive(Debug, Default)]
+pub struct MsgpackDialect {
+    pending: HashMap<u64, IndexMap<u64, Exchange>>,
+}
+
+fn field<'a>(value: &'a Json, i: usize, what: &str) -> Result<&'a Json, String> {
+    value
+        .get(i)
+        .ok_or_else(|| format!("{what} without element {i}: {value}"))
+}
+
+impl Dialect for MsgpackDialect {
+    fn protocol(&self) -> Protocol {
+        Protocol::MsgPack1
+    }
+
+    fn frame(&mut self, frame: &FrameEvent) -> Result<Vec<Item>, String> {
+        let msg = &frame.msg;
+        let v = &msg.value;
+        let conn = frame.conn;
+        match (msg.kind, frame.dir) {
+            (Kind::Request, Direction::ToServer) => {
+                let id = msg.id.ok_or("a request without msgid")?;
+                let method = field(v, 2, "a request")?
+                    .as_str()
+                    .ok_or("a request whose method is not a string")?
+                    .to_owned();
+                let params = field(v, 3, "a request")?.clone();
+                let ex = Exchange {
+                    conn,
+                    method,
+                    params,
+                    reply: None,
+                    notifications: vec![],
+                };
+                let pending = self.pending.entry(conn).or_default();
+                let mut out = vec![];
+                if let Some(old) = pending.shift_remove(&id) {
+                    tracing::warn!(
+                        "connection {conn}: msgid {id} reused before {} got its reply",
+                        old.method
+                    );
+                    out.push(Item::Exchange(old));
+                }
+                pending.insert(id, ex);
+                Ok(out)
+            }
+            (Kind::Response, Direction::ToClient) => {
+                let id = msg.id.ok_or("a response without msgid")?;
+                let mut ex = self
+                    .pending
+                    .get_mut(&conn)
+                    .and_then(|p| p.shift_remove(&id))
+                    .ok_or_else(|| {
+                        format!("response #{id} on connection {conn} answers no request recorded before it")
+                    })?;
+                ex.reply = Some(Reply {
+                    error: field(v, 2, "a response")?.clone(),
+                    result: field(v, 3, "a response")?.clone(),
+                });
+                Ok(vec![Item::Exchange(ex)])
+            }
+            (Kind::Notification, Direction::ToClient) => {
+                let notification = Notification {
+                    method: msg.method.clone().unwrap_or_default(),
+                    params: field(v, 2, "a notification")?.clone(),
+                };
+                match self.pending.get_mut(&conn).and_then(|p| p.first_mut()) {
+                    Some((_, ex)) => {
+                        ex.notifications.push(notification);
+                        Ok(vec![])
+                    }
+                    None => Ok(vec![Item::Notification { conn, notification }]),
+                }
+            }
+            (Kind::Malformed, _) => {
+                tracing::warn!(
+                    "connection {conn}: malformed message left out ({}): {v}",
+                    msg.problem.as_deref().unwrap_or("no reason given")
+                );
+                Ok(vec![])
+            }
+            (kind, dir) => Err(format!(
+                "a {} travelling {} is not MsgPack:1 traffic",
+                kind.label().trim(),
+                match dir {
+                    Direction::ToServer => "to the server",
+                    Direction::ToClient => "to the client",
+                }
+            )),
+        }
+    }
+
+    fn close(&mut self, conn: u64) -> Vec<Item> {
+        self.pending
+            .remove(&conn)
+            .map(|p| p.into_values().map(Item::Exchange).collect())
+            .unwrap_or_default()
+    }
+
+    fn volatile_keys(&self) -> &'static [&'static str] {
+        &["StartTime"]
+    }
+
+    fn volatile_notification(&self, n: &Notification) -> bool {
+        n.method == "serverPid"
+    }
+
+    fn server_reply(&self, reply: Option<&Reply>, entry: &mut Map<String, Json>) {
+        match reply {
+            None => {
+                entry.insert("no_reply".into(), Json::Bool(true));
+            }
+            Some(r) if r.error.is_null() => {
+                entry.insert("result".into(), r.result.clone());
+            }
+            Some(r) => {
+                entry.insert("error".into(), r.error.clone());
+                if !r.result.is_null() {
+                    entry.insert("result".into(), r.result.clone());
+                }
+            }
+        }
+    }
+
+    fn client_expect(&self, reply: &Reply, result: Option<Json>) -> Json {
+        if !reply.error.is_null() {
+            return json!({"error": error_expectation(&reply.error)});
+        }
+        match result {
+            Some(r) => json!({"error": null, "result": r}),
+            None => json!({"error": null}),
+        }
+    }
+}
