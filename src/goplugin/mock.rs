@@ -54,6 +54,8 @@ struct Shared {
     events: mpsc::UnboundedSender<Observed>,
     stop: CancellationToken,
     known: Vec<String>,
+    /// What the mock announces on the broker stream.
+    announce: Vec<Bytes>,
 }
 
 /// Runs the mock until it is shut down; returns the exit code.
@@ -125,6 +127,7 @@ pub async fn run(spec: GoSpec, opts: MockOptions) -> Result<i32> {
     let stop = CancellationToken::new();
     let mut known: Vec<String> = spec.services.keys().cloned().collect();
     known.extend(spec.schemas.service_names());
+    let brokered = super::mock_broker::open(&spec.brokered, &path)?;
     let shared = Arc::new(Shared {
         spec,
         opts,
@@ -132,7 +135,29 @@ pub async fn run(spec: GoSpec, opts: MockOptions) -> Result<i32> {
         events: tx,
         stop: stop.clone(),
         known,
+        announce: brokered.announce,
     });
+    for (id, l) in brokered.listeners {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = shared.stop.cancelled() => break,
+                    a = l.accept() => a,
+                };
+                match accepted {
+                    Ok(stream) => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move { connection(stream, shared).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!("broker#{id}: accept failed: {e}");
+                        break;
+                    }
+                }
+            }
+        });
+    }
     let hosted = std::env::var_os(env::PROTOCOL_VERSIONS).is_some();
     loop {
         tokio::select! {
@@ -264,7 +289,8 @@ async fn serve_stream(
                 ));
             }
         });
-        answer.reply(&[], 0, "", Some(stop)).await;
+        let announce = shared.announce.clone();
+        answer.reply(&announce, 0, "", Some(stop)).await;
         return;
     }
     let requests = match answer

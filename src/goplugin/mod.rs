@@ -33,6 +33,7 @@ pub mod host;
 pub mod host_streams;
 pub mod launch;
 pub mod mock;
+mod mock_broker;
 pub mod observer;
 pub mod passthrough;
 pub mod proxy;
