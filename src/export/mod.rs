@@ -22,10 +22,14 @@
 //! export keeps the steps it writes.
 //!
 //! Adding a protocol means implementing [`Dialect`] (see ARCHITECTURE.md)
-//! and naming it in [`dialect_for`].
+//! and naming it in [`dialect_for`]. go-plugin ([`goplugin`]) pairs its
+//! streams through the same trait but writes its own spec format
+//! ([`goplugin_spec`]).
 
 pub mod captures;
 pub mod client;
+pub mod goplugin;
+pub mod goplugin_spec;
 pub mod leaves;
 pub mod msgpack;
 pub mod output;
@@ -140,6 +144,12 @@ pub trait Dialect {
     /// The connection ended: calls still waiting for a reply, if any.
     fn close(&mut self, conn: u64) -> Vec<Item>;
 
+    /// Any other line of the recording (`open`, go-plugin's `handshake`
+    /// and `broker`, ...), for dialects that need them.
+    fn line(&mut self, _line: &Line) -> Vec<Item> {
+        vec![]
+    }
+
     /// Key names whose values change from run to run (timestamps, pids).
     fn volatile_keys(&self) -> &'static [&'static str];
 
@@ -168,10 +178,13 @@ pub trait Dialect {
 pub fn dialect_for(protocol: Protocol, file: &str) -> Result<Box<dyn Dialect>, ExportError> {
     match protocol {
         Protocol::MsgPack1 => Ok(Box::new(msgpack::MsgpackDialect::default())),
+        Protocol::GoPlugin => Ok(Box::new(goplugin::GoPluginDialect::default())),
         other => Err(ExportError::Unsupported {
             file: file.to_owned(),
             protocol: other,
-            supported: Protocol::MsgPack1.name().to_owned(),
+            supported: [Protocol::MsgPack1, Protocol::GoPlugin]
+                .map(Protocol::name)
+                .join(", "),
         }),
     }
 }
@@ -201,9 +214,11 @@ pub fn export<R: BufRead>(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let mut sink: Box<dyn SinkOut> = match opts.target {
-        Target::Server => Box::new(server::ServerExport::new(socket(&header.listen), opts)),
-        Target::Client => Box::new(client::ClientExport::new(socket(&header.listen), opts)),
+    let mut sink: Box<dyn SinkOut> = match (header.protocol, opts.target) {
+        // go-plugin specs have a format of their own.
+        (Protocol::GoPlugin, target) => goplugin_spec::sink(target, &header),
+        (_, Target::Server) => Box::new(server::ServerExport::new(socket(&header.listen), opts)),
+        (_, Target::Client) => Box::new(client::ClientExport::new(socket(&header.listen), opts)),
     };
     let mut open: IndexMap<u64, ()> = IndexMap::new();
     let mut items = 0u64;
@@ -233,7 +248,7 @@ pub fn export<R: BufRead>(
                 );
                 vec![]
             }
-            _ => vec![],
+            other => dialect.line(&other),
         };
         for item in produced {
             items += 1;

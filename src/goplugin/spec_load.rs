@@ -214,11 +214,24 @@ fn call(c: RawCall, i: usize) -> Result<Call, String> {
     let mut requests: Vec<Body> = body(c.request, c.request_raw, c.request_hex, &at, "request")?
         .into_iter()
         .collect();
-    if let Some(list) = c.requests {
+    let lists = match (c.requests, c.requests_raw) {
+        (Some(_), Some(_)) => {
+            return Err(format!("{at}: give either `requests` or `requests_raw`"));
+        }
+        (Some(l), None) => Some(l.into_iter().map(Body::Json).collect::<Vec<_>>()),
+        (None, Some(l)) => {
+            for r in &l {
+                super::wire::encode(r).map_err(|e| format!("{at}.requests_raw: {e}"))?;
+            }
+            Some(l.into_iter().map(Body::Raw).collect())
+        }
+        (None, None) => None,
+    };
+    if let Some(list) = lists {
         if !requests.is_empty() {
             return Err(format!("{at}: give either `request` or `requests`"));
         }
-        requests = list.into_iter().map(Body::Json).collect();
+        requests = list;
     }
     if requests.is_empty() {
         requests.push(Body::Hex(Vec::new()));
@@ -317,6 +330,7 @@ struct RawCall {
     request_raw: Option<Json>,
     request_hex: Option<String>,
     requests: Option<Vec<Json>>,
+    requests_raw: Option<Vec<Json>>,
     take: Option<usize>,
     broker: Option<u64>,
     timeout_s: Option<f64>,

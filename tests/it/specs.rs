@@ -66,6 +66,14 @@ const EXERCISED: &[(&str, &str)] = &[
         "prox-client.json",
         "prox_roles::client_drives_the_python_plugin",
     ),
+    (
+        "export-goplugin-python-kv-server.json",
+        "goplugin::export::committed_exports_match_a_fresh_export_and_replay",
+    ),
+    (
+        "export-goplugin-python-kv-client.json",
+        "goplugin::export::committed_exports_match_a_fresh_export_and_replay",
+    ),
 ];
 
 #[test]

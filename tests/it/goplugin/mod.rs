@@ -5,6 +5,7 @@
 //! decoders through the public API.
 
 mod decode;
+mod export;
 mod handshake;
 mod host;
 mod observe;
