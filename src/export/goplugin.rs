@@ -39,21 +39,13 @@ use crate::spec::Notification;
 pub const STDIO_PATH: &str = "/plugin.GRPCStdio/StreamStdio";
 
 /// Pairs go-plugin stream events; see the module docs.
+#[derive(Default)]
 pub struct GoPluginDialect {
+    /// go-plugin's own services (`Schemas::default` is the built-ins).
     builtin: Schemas,
     /// conn -> (caller, broker service id).
     conns: HashMap<u64, (String, Option<u64>)>,
     streams: HashMap<(u64, u64), Exchange>,
-}
-
-impl Default for GoPluginDialect {
-    fn default() -> Self {
-        GoPluginDialect {
-            builtin: Schemas::builtin(),
-            conns: HashMap::new(),
-            streams: HashMap::new(),
-        }
-    }
 }
 
 impl GoPluginDialect {
