@@ -192,7 +192,10 @@ fn explain(
     choice: &Choice<'_>,
 ) -> (String, Option<Nearest>) {
     match choice {
-        Choice::NoEntries | Choice::Entry { .. } => {
+        Choice::Entry { index, .. } => {
+            (format!("answered by on_methods[{method:?}][{index}]"), None)
+        }
+        Choice::NoEntries => {
             let reason = format!("no entry for {method}");
             let nearest = replies
                 .method_names()
