@@ -42,10 +42,13 @@ pub struct ProtobufDialect {
 }
 
 impl ProtobufDialect {
-    fn finish(&mut self, conn: u64, reply: Option<Reply>) -> Vec<Item> {
+    /// Ends the call in flight on `conn`; `seq` is the line of its reply
+    /// (0: none).
+    fn finish(&mut self, conn: u64, seq: u64, reply: Option<Reply>) -> Vec<Item> {
         let Some(mut p) = self.pending.remove(&conn) else {
             return vec![];
         };
+        p.exchange.reply_seq = seq;
         p.exchange.reply = reply.map(|mut r| {
             if !p.pdk.is_empty() {
                 let mut with = Map::new();
@@ -89,7 +92,7 @@ impl Dialect for ProtobufDialect {
             (Kind::Request, Direction::ToServer) => {
                 let mut out = vec![];
                 if self.pending.contains_key(&conn) {
-                    out = self.finish(conn, None);
+                    out = self.finish(conn, 0, None);
                 }
                 let Some(method) = msg.method.clone() else {
                     tracing::warn!("connection {conn}: an RpcCall with no command left out");
@@ -106,6 +109,8 @@ impl Dialect for ProtobufDialect {
                     Pending {
                         exchange: Exchange {
                             conn,
+                            request_seq: frame.stamp.seq,
+                            reply_seq: 0,
                             method,
                             params,
                             reply: None,
@@ -153,6 +158,7 @@ impl Dialect for ProtobufDialect {
                 };
                 Ok(self.finish(
                     conn,
+                    frame.stamp.seq,
                     Some(Reply {
                         error: Json::Null,
                         result,
@@ -161,13 +167,14 @@ impl Dialect for ProtobufDialect {
             }
             (Kind::Closed, Direction::ToClient) => Ok(self.finish(
                 conn,
+                frame.stamp.seq,
                 Some(Reply {
                     error: json!("closed"),
                     result: Json::Null,
                 }),
             )),
             // Kong gave up (after kong.response.exit, or a timeout).
-            (Kind::Closed, Direction::ToServer) => Ok(self.finish(conn, None)),
+            (Kind::Closed, Direction::ToServer) => Ok(self.finish(conn, frame.stamp.seq, None)),
             (Kind::Malformed, _) => {
                 tracing::warn!(
                     "connection {conn}: malformed frame left out ({}): {}",
@@ -188,7 +195,7 @@ impl Dialect for ProtobufDialect {
     }
 
     fn close(&mut self, conn: u64) -> Vec<Item> {
-        self.finish(conn, None)
+        self.finish(conn, 0, None)
     }
 
     fn volatile_keys(&self) -> &'static [&'static str] {
@@ -223,6 +230,10 @@ impl Dialect for ProtobufDialect {
             Some(Json::Null) | None => json!({"error": null}),
             Some(r) => json!({"error": null, "result": r}),
         }
+    }
+
+    fn conn_labels(&self) -> bool {
+        false
     }
 
     fn client_extra(&self) -> Map<String, Json> {

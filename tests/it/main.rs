@@ -6,6 +6,8 @@ mod check;
 mod cli;
 mod client;
 mod codec;
+mod export;
+mod export_roundtrip;
 mod faults;
 mod goplugin;
 mod kong;

@@ -21,6 +21,10 @@ pub const RECORDED: &[(&str, &str)] = &[
         "go-pdk-event-cycle.jsonl",
         "pb_proxy::real_go_pdk_frames_replayed_through_the_proxy_match_the_committed_recording",
     ),
+    (
+        "python-interleaved.jsonl",
+        "export_roundtrip::committed_exports_match_fresh_exports_of_the_recordings",
+    ),
 ];
 
 fn recording(name: &str) -> std::path::PathBuf {

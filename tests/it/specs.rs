@@ -82,6 +82,26 @@ const EXERCISED: &[(&str, &str)] = &[
         "prox-client.json",
         "prox_roles::client_drives_the_python_plugin",
     ),
+    (
+        "client-interleaved.json",
+        "export_roundtrip::round_trip_c_interleaved_connections_keep_each_events_step_replies",
+    ),
+    (
+        "export-python-event-cycle-server.json",
+        "export_roundtrip::committed_exports_match_fresh_exports_of_the_recordings",
+    ),
+    (
+        "export-python-event-cycle-client.json",
+        "export_roundtrip::committed_exports_replay",
+    ),
+    (
+        "export-python-interleaved-server.json",
+        "export_roundtrip::committed_exports_replay",
+    ),
+    (
+        "export-python-interleaved-client.json",
+        "export_roundtrip::committed_exports_replay",
+    ),
 ];
 
 #[test]
