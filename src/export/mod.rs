@@ -30,6 +30,7 @@ pub mod leaves;
 pub mod msgpack;
 pub mod output;
 pub mod protobuf;
+pub mod prox;
 pub mod server;
 
 use std::io::BufRead;
@@ -39,7 +40,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value as Json};
 
 use crate::protocol::Protocol;
-use crate::record::{FrameEvent, Line, Reader};
+use crate::record::{FrameEvent, Header, Line, Reader};
 use crate::spec::Notification;
 
 /// Which spec to write.
@@ -174,6 +175,22 @@ pub trait Dialect {
         Map::new()
     }
 
+    /// True when `method` is one-way: it gets no reply by design (prox's
+    /// `on_disconnect`), so an exchange without one is complete. Clients
+    /// send such steps without an expectation.
+    fn one_way(&self, _method: &str) -> bool {
+        false
+    }
+
+    /// Feeds a recorded line that is neither a frame nor a connection's
+    /// end (prox's `stdio` lines, `child` events), for protocols whose
+    /// specs need more than the calls.
+    fn other_line(&mut self, _line: &Line) {}
+
+    /// Last touches to the finished spec (sections of the protocol's own,
+    /// such as prox's `prox`), with the recording's header.
+    fn finish_spec(&self, _target: Target, _header: &Header, _spec: &mut Map<String, Json>) {}
+
     /// A notification as a spec writes it (`on_connect`, `notify`).
     fn notification(&self, notification: &Notification) -> Json {
         Json::Array(vec![
@@ -188,14 +205,13 @@ pub fn dialect_for(protocol: Protocol, file: &str) -> Result<Box<dyn Dialect>, E
     match protocol {
         Protocol::MsgPack1 => Ok(Box::new(msgpack::MsgpackDialect::default())),
         Protocol::ProtoBuf1 => Ok(Box::new(protobuf::ProtobufDialect::default())),
+        Protocol::Prox => Ok(Box::new(prox::ProxDialect::default())),
         other => Err(ExportError::Unsupported {
             file: file.to_owned(),
             protocol: other,
-            supported: format!(
-                "{}, {}",
-                Protocol::MsgPack1.name(),
-                Protocol::ProtoBuf1.name()
-            ),
+            supported: [Protocol::MsgPack1, Protocol::ProtoBuf1, Protocol::Prox]
+                .map(Protocol::name)
+                .join(", "),
         }),
     }
 }
@@ -263,7 +279,10 @@ pub fn export<R: BufRead>(
                 );
                 vec![]
             }
-            _ => vec![],
+            other => {
+                dialect.other_line(&other);
+                vec![]
+            }
         };
         for item in produced {
             items += 1;
@@ -285,7 +304,11 @@ pub fn export<R: BufRead>(
         },
         header.protocol
     );
-    Ok(output::render(&comment, &sink.finish(dialect.as_ref())))
+    let mut spec = sink.finish(dialect.as_ref());
+    if let Some(map) = spec.as_object_mut() {
+        dialect.finish_spec(opts.target, &header, map);
+    }
+    Ok(output::render(&comment, &spec))
 }
 
 /// A spec builder: fed items, gives the spec's JSON.

@@ -42,13 +42,13 @@ pub struct ProtobufDialect {
 }
 
 impl ProtobufDialect {
-    /// Ends the call in flight on `conn`; `seq` is the line of its reply
-    /// (0: none).
-    fn finish(&mut self, conn: u64, seq: u64, reply: Option<Reply>) -> Vec<Item> {
+    /// Ends the pending call on `conn`; `seq` is the reply's line (unused
+    /// without a reply).
+    fn finish(&mut self, conn: u64, reply: Option<Reply>, seq: u64) -> Vec<Item> {
         let Some(mut p) = self.pending.remove(&conn) else {
             return vec![];
         };
-        p.exchange.reply_seq = seq;
+        p.exchange.reply_seq = if reply.is_some() { seq } else { 0 };
         p.exchange.reply = reply.map(|mut r| {
             if !p.pdk.is_empty() {
                 let mut with = Map::new();
@@ -92,7 +92,7 @@ impl Dialect for ProtobufDialect {
             (Kind::Request, Direction::ToServer) => {
                 let mut out = vec![];
                 if self.pending.contains_key(&conn) {
-                    out = self.finish(conn, 0, None);
+                    out = self.finish(conn, None, 0);
                 }
                 let Some(method) = msg.method.clone() else {
                     tracing::warn!("connection {conn}: an RpcCall with no command left out");
@@ -158,23 +158,23 @@ impl Dialect for ProtobufDialect {
                 };
                 Ok(self.finish(
                     conn,
-                    frame.stamp.seq,
                     Some(Reply {
                         error: Json::Null,
                         result,
                     }),
+                    frame.stamp.seq,
                 ))
             }
             (Kind::Closed, Direction::ToClient) => Ok(self.finish(
                 conn,
-                frame.stamp.seq,
                 Some(Reply {
                     error: json!("closed"),
                     result: Json::Null,
                 }),
+                frame.stamp.seq,
             )),
             // Kong gave up (after kong.response.exit, or a timeout).
-            (Kind::Closed, Direction::ToServer) => Ok(self.finish(conn, frame.stamp.seq, None)),
+            (Kind::Closed, Direction::ToServer) => Ok(self.finish(conn, None, 0)),
             (Kind::Malformed, _) => {
                 tracing::warn!(
                     "connection {conn}: malformed frame left out ({}): {}",
@@ -195,7 +195,7 @@ impl Dialect for ProtobufDialect {
     }
 
     fn close(&mut self, conn: u64) -> Vec<Item> {
-        self.finish(conn, 0, None)
+        self.finish(conn, None, 0)
     }
 
     fn volatile_keys(&self) -> &'static [&'static str] {

@@ -62,6 +62,9 @@ pub enum Line {
     Error(ErrorEvent),
     /// The wrapped pluginserver started or exited.
     Child(ChildEvent),
+    /// A line on a prox plugin's stdin or stdout, as the prox wrapper
+    /// relayed it.
+    Stdio(StdioEvent),
     /// The last line of a complete recording.
     End(End),
 }
@@ -79,7 +82,7 @@ pub struct Header {
     pub protocol: Protocol,
     /// The socket the proxy listened on (where Kong connects).
     pub listen: PathBuf,
-    /// The real server's socket.
+    /// The real server's socket (`replay` mode: the server spec).
     pub upstream: PathBuf,
     /// When recording started (RFC 3339, UTC).
     pub started_at: String,
@@ -89,6 +92,11 @@ pub struct Header {
     /// The wrapped server's command, in wrapper mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The proxy's mode when not `record`: `replay` (answers came from the
+    /// server spec named in `upstream`) or `new` (from the spec when it
+    /// had an answer, else from the real server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// Fields every event line has.
@@ -224,6 +232,29 @@ pub struct ChildEvent {
     pub status: Option<String>,
 }
 
+/// `stdio`: one line on a prox plugin's stdin (`to_server`, prox → plugin)
+/// or stdout (`to_client`, plugin → prox).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StdioEvent {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    /// `stdin` or `stdout`.
+    pub stream: String,
+    /// Which way it travelled.
+    pub dir: Direction,
+    /// Offset of its first byte in that stream.
+    pub offset: u64,
+    /// Its length in bytes, newline included.
+    pub len: u64,
+    /// The line exactly as it arrived, base64.
+    pub raw: String,
+    /// The decoded line.
+    pub msg: MessageView,
+    /// For a `ready`: the socket prox was told instead of the plugin's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten_socket: Option<String>,
+}
+
 /// `end`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct End {
@@ -249,6 +280,7 @@ impl Line {
             Line::Close(e) => &e.stamp,
             Line::Error(e) => &e.stamp,
             Line::Child(e) => &e.stamp,
+            Line::Stdio(e) => &e.stamp,
             Line::End(e) => &e.stamp,
         })
     }
@@ -262,7 +294,7 @@ impl Line {
             Line::Eof(e) => Some(e.conn),
             Line::Close(e) => Some(e.conn),
             Line::Error(e) => e.conn,
-            Line::Header(_) | Line::Child(_) | Line::End(_) => None,
+            Line::Header(_) | Line::Child(_) | Line::Stdio(_) | Line::End(_) => None,
         }
     }
 }

@@ -22,10 +22,10 @@ use tokio::sync::mpsc;
 use super::json_out;
 use super::{
     ChildEvent, Close, End, Eof, ErrorEvent, FORMAT, FrameEvent, Header, Line, Open, ReplyInfo,
-    Stamp, UndecodableEvent, VERSION,
+    Stamp, StdioEvent, UndecodableEvent, VERSION,
 };
 use crate::conversation::Observed;
-use crate::message::Direction;
+use crate::message::{Direction, MessageView};
 use crate::net::ConnId;
 use crate::protocol::Protocol;
 
@@ -78,6 +78,16 @@ pub enum Entry {
         status: Option<String>,
         at: Instant,
     },
+    /// A line on a prox plugin's stdin or stdout.
+    Stdio {
+        stream: &'static str,
+        dir: Direction,
+        offset: u64,
+        raw: bytes::Bytes,
+        msg: MessageView,
+        rewritten_socket: Option<String>,
+        at: Instant,
+    },
     /// Stop: write the `end` line with this reason.
     Finish { reason: String },
 }
@@ -102,6 +112,7 @@ pub struct HeaderInfo {
     pub upstream: PathBuf,
     pub redact: Vec<String>,
     pub command: Option<String>,
+    pub mode: Option<String>,
 }
 
 /// What a finished recording holds.
@@ -143,6 +154,7 @@ impl Recorder {
             started_at: rfc3339(started),
             redact: info.redact,
             command: info.command,
+            mode: info.mode,
         });
         serde_json::to_writer(&mut out, &header)?;
         out.write_all(b"\n")?;
@@ -356,6 +368,24 @@ impl Writer {
                 event: event.into(),
                 pid,
                 status,
+            }),
+            Entry::Stdio {
+                stream,
+                dir,
+                offset,
+                raw,
+                msg,
+                rewritten_socket,
+                at,
+            } => Line::Stdio(StdioEvent {
+                stamp: self.stamp(at),
+                stream: stream.into(),
+                dir,
+                offset,
+                len: raw.len() as u64,
+                raw: B64.encode(&raw),
+                msg,
+                rewritten_socket,
             }),
             Entry::Finish { .. } => return,
         };

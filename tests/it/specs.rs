@@ -102,6 +102,14 @@ const EXERCISED: &[(&str, &str)] = &[
         "export-python-interleaved-client.json",
         "export_roundtrip::committed_exports_replay",
     ),
+    (
+        "export-prox-python-server.json",
+        "export_prox::a_recording_exported_as_a_mock_answers_as_the_plugin_did",
+    ),
+    (
+        "export-prox-python-client.json",
+        "export_prox::an_exported_client_spec_passes_against_a_fresh_plugin",
+    ),
 ];
 
 #[test]
