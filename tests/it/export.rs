@@ -301,11 +301,6 @@ fn bad_recordings_are_refused_with_the_line() {
         "{err}"
     );
 
-    let gp = dir.path().join("go-plugin.jsonl");
-    std::fs::write(&gp, text.replacen("MsgPack:1", "go-plugin", 1)).unwrap();
-    let err = export_err(dir.path(), &gp);
-    assert!(err.contains("does not support go-plugin"), "{err}");
-
     let orphan = write_rec(
         dir.path(),
         "orphan.jsonl",
