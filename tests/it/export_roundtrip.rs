@@ -220,6 +220,16 @@ pub const EXPORTS: &[(&str, &str, &str)] = &[
         "python-interleaved.jsonl",
         "client",
     ),
+    (
+        "export-go-pdk-event-cycle-server.json",
+        "go-pdk-event-cycle.jsonl",
+        "server",
+    ),
+    (
+        "export-go-pdk-event-cycle-client.json",
+        "go-pdk-event-cycle.jsonl",
+        "client",
+    ),
 ];
 
 #[test]
