@@ -230,6 +230,16 @@ pub const EXPORTS: &[(&str, &str, &str)] = &[
         "go-pdk-event-cycle.jsonl",
         "client",
     ),
+    (
+        "export-goplugin-python-kv-server.json",
+        "goplugin-python-kv.jsonl",
+        "server",
+    ),
+    (
+        "export-goplugin-python-kv-client.json",
+        "goplugin-python-kv.jsonl",
+        "client",
+    ),
 ];
 
 #[test]
