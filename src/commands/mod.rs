@@ -93,6 +93,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
             let spec = load(&args.spec)?;
             check_role(&spec, Role::Client);
             if args.load.active() {
+                if spec.client.try_methods.iter().any(|s| s.conn.is_some()) {
+                    tracing::warn!(
+                        "load mode runs all the steps on each of its connections; step `conn` labels are ignored"
+                    );
+                }
                 return load::load(&spec, &args.common, &args.run, &args.load, shutdown).await;
             }
             client::drive(&spec, &args.common, &args.run, full, shutdown).await

@@ -103,6 +103,11 @@ pub struct Reply {
 pub struct Exchange {
     /// Connection id in the recording.
     pub conn: u64,
+    /// `seq` of the request's line: exchanges come in the order their
+    /// replies arrived, steps and reply cycles use the order of requests.
+    pub request_seq: u64,
+    /// `seq` of the reply's line (0 without a reply).
+    pub reply_seq: u64,
     /// Method name.
     pub method: String,
     /// Params exactly as sent.
@@ -216,6 +221,12 @@ pub fn export<R: BufRead>(
 ) -> Result<String, ExportError> {
     let header = reader.header().clone();
     let mut dialect = dialect_for(header.protocol, file)?;
+    if !header.redact.is_empty() {
+        tracing::warn!(
+            "{file} was recorded with --redact {}: the spec has \"[redacted]\" where the values were",
+            header.redact.join(", ")
+        );
+    }
     let socket = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())

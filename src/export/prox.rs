@@ -59,6 +59,8 @@ impl Dialect for ProxDialect {
                 let params = msg.value.get("d").cloned().unwrap_or(Json::Null);
                 let ex = Exchange {
                     conn,
+                    request_seq: frame.stamp.seq,
+                    reply_seq: 0,
                     method,
                     params,
                     reply: None,
@@ -83,6 +85,7 @@ impl Dialect for ProxDialect {
                 let mut ex = self.pending.remove(&conn).ok_or_else(|| {
                     format!("a reply on connection {conn} answers no call recorded before it")
                 })?;
+                ex.reply_seq = frame.stamp.seq;
                 ex.reply = Some(Reply {
                     error: Json::Null,
                     result: msg.value.get("result").cloned().unwrap_or(Json::Null),

@@ -204,6 +204,14 @@ fn check(spec: &mut Spec) -> Result<(), String> {
             Protocol::ProtoBuf1
         ));
     }
+    if spec.protocol != Protocol::MsgPack1
+        && spec.client.try_methods.iter().any(|s| s.conn.is_some())
+    {
+        spec.warnings.push(format!(
+            "step `conn` labels are only used with \"protocol\": \"{}\"; all steps run on one connection",
+            Protocol::MsgPack1
+        ));
+    }
     if spec.protocol != Protocol::Prox && spec.prox != ProxSpec::default() {
         spec.warnings.push(format!(
             "`prox` is only used with \"protocol\": \"{}\" (or --protocol)",

@@ -18,6 +18,10 @@ pub const RECORDED: &[(&str, &str)] = &[
         "recordings::redacted_recording_hides_the_greeting_and_its_raw_bytes",
     ),
     (
+        "python-interleaved.jsonl",
+        "export_roundtrip::committed_exports_match_fresh_exports_of_the_recordings",
+    ),
+    (
         "prox-python.jsonl",
         "recordings::prox_recording_keeps_every_line_and_frame_exactly",
     ),

@@ -67,6 +67,26 @@ const EXERCISED: &[(&str, &str)] = &[
         "prox_roles::client_drives_the_python_plugin",
     ),
     (
+        "client-interleaved.json",
+        "export_roundtrip::round_trip_c_interleaved_connections_keep_each_events_step_replies",
+    ),
+    (
+        "export-python-event-cycle-server.json",
+        "export_roundtrip::committed_exports_match_fresh_exports_of_the_recordings",
+    ),
+    (
+        "export-python-event-cycle-client.json",
+        "export_roundtrip::committed_exports_replay",
+    ),
+    (
+        "export-python-interleaved-server.json",
+        "export_roundtrip::committed_exports_replay",
+    ),
+    (
+        "export-python-interleaved-client.json",
+        "export_roundtrip::committed_exports_replay",
+    ),
+    (
         "export-prox-python-server.json",
         "export_prox::a_recording_exported_as_a_mock_answers_as_the_plugin_did",
     ),
