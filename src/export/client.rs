@@ -260,12 +260,13 @@ impl SinkOut for ClientExport {
                 Json::Object(step)
             })
             .collect();
-        json!({
-            "role": "client",
-            "protocol": dialect.protocol().name(),
-            "socket": self.socket,
-            "try_methods": steps,
-        })
+        let mut spec = Map::new();
+        spec.insert("role".into(), json!("client"));
+        spec.insert("protocol".into(), json!(dialect.protocol().name()));
+        spec.insert("socket".into(), json!(self.socket));
+        spec.extend(dialect.client_extra());
+        spec.insert("try_methods".into(), Json::Array(steps));
+        Json::Object(spec)
     }
 }
 

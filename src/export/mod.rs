@@ -29,6 +29,7 @@ pub mod client;
 pub mod leaves;
 pub mod msgpack;
 pub mod output;
+pub mod protobuf;
 pub mod prox;
 pub mod server;
 
@@ -161,6 +162,12 @@ pub trait Dialect {
     /// prepared by the core (`None`: no expectation on the result).
     fn client_expect(&self, reply: &Reply, result: Option<Json>) -> Json;
 
+    /// Spec-level keys a client spec needs besides its steps (for
+    /// `ProtoBuf:1`, Kong's recorded PDK answers in `on_pdk`).
+    fn client_extra(&self) -> Map<String, Json> {
+        Map::new()
+    }
+
     /// True when `method` is one-way: it gets no reply by design (prox's
     /// `on_disconnect`), so an exchange without one is complete. Clients
     /// send such steps without an expectation.
@@ -190,11 +197,12 @@ pub trait Dialect {
 pub fn dialect_for(protocol: Protocol, file: &str) -> Result<Box<dyn Dialect>, ExportError> {
     match protocol {
         Protocol::MsgPack1 => Ok(Box::new(msgpack::MsgpackDialect::default())),
+        Protocol::ProtoBuf1 => Ok(Box::new(protobuf::ProtobufDialect::default())),
         Protocol::Prox => Ok(Box::new(prox::ProxDialect::default())),
         other => Err(ExportError::Unsupported {
             file: file.to_owned(),
             protocol: other,
-            supported: [Protocol::MsgPack1, Protocol::Prox]
+            supported: [Protocol::MsgPack1, Protocol::ProtoBuf1, Protocol::Prox]
                 .map(Protocol::name)
                 .join(", "),
         }),

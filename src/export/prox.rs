@@ -90,6 +90,7 @@ impl Dialect for ProxDialect {
                     error: Json::Null,
                     result: msg.value.get("result").cloned().unwrap_or(Json::Null),
                 });
+                ex.reply_seq = frame.stamp.seq;
                 Ok(vec![Item::Exchange(ex)])
             }
             (Kind::Closed, _) => Ok(self

@@ -108,6 +108,7 @@ pub async fn run(opts: ProxWrapperOptions) -> Result<ProxyEnd> {
                     upstream: PathBuf::new(),
                     redact: opts.redact.clone(),
                     command: Some(opts.command.display()),
+                    mode: None,
                 },
                 start,
             )

@@ -102,6 +102,7 @@ impl Sockets {
             strict: self.base.strict,
             full_values: self.base.full_values,
             colour: Shared::colour_default(),
+            spec_side: None,
         });
         let (stop, connections, tracker) = (
             self.stop.clone(),

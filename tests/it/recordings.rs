@@ -22,6 +22,10 @@ pub const RECORDED: &[(&str, &str)] = &[
         "export_roundtrip::committed_exports_match_fresh_exports_of_the_recordings",
     ),
     (
+        "go-pdk-event-cycle.jsonl",
+        "pb_proxy::real_go_pdk_frames_replayed_through_the_proxy_match_the_committed_recording",
+    ),
+    (
         "prox-python.jsonl",
         "recordings::prox_recording_keeps_every_line_and_frame_exactly",
     ),

@@ -31,6 +31,22 @@ const EXERCISED: &[(&str, &str)] = &[
         "pb_roles::full_event_cycle_between_client_and_server_roles",
     ),
     (
+        "pb-mock-faults.json",
+        "pb_inject::each_fault_is_reported_by_the_client_and_recorded_by_the_proxy",
+    ),
+    (
+        "pb-kong-go-peer.json",
+        "pb_kong::requests_run_through_the_pb_mock_with_kongs_lifecycle_and_answers",
+    ),
+    (
+        "export-go-pdk-event-cycle-server.json",
+        "pb_export::committed_go_pdk_exports_are_up_to_date_and_replay",
+    ),
+    (
+        "export-go-pdk-event-cycle-client.json",
+        "pb_export::committed_go_pdk_exports_are_up_to_date_and_replay",
+    ),
+    (
         "kong-hello.json",
         "kong::one_line_spec_runs_a_request_through_the_python_plugin",
     ),
