@@ -228,6 +228,7 @@ mod tests {
             params: json!([]),
             expect: None,
             capture: Default::default(),
+            conn: None,
         };
         let mut r = StepReport::blank(index, &spec_step);
         r.status = status;
