@@ -42,6 +42,7 @@ Examples:
   # gRPC call on stderr (stdout carries the handshake to the host).
   plugtap proxy --protocol go-plugin -- ./terraform-provider-foo
   plugtap proxy --protocol go-plugin --proto kv.proto -- python3 plugin.py
+  plugtap proxy --protocol go-plugin --record /tmp/kv.jsonl -- python3 plugin.py
 
   # Use plugtap as a prox plugin command (from a script: prox passes no
   # arguments): relays its stdin/stdout lines, proxies its hook socket.
@@ -154,17 +155,17 @@ pub async fn proxy(
         .or(spec.map(|s| s.protocol))
         .unwrap_or_default();
     if protocol == Protocol::GoPlugin {
-        if args.record.is_some() {
-            bail!(
-                "--record is not available for go-plugin yet; decoded calls are logged on stderr"
-            );
-        }
         if args.upstream.is_some() {
             bail!(
                 "--upstream does not apply to go-plugin: the plugin's handshake names its address"
             );
         }
-        return wrap(args.cmd, args.listen, &args.go, full).await;
+        let mut redact = spec.map(|s| s.proxy.redact.clone()).unwrap_or_default();
+        redact.extend(args.redact);
+        let record = args
+            .record
+            .or_else(|| spec.and_then(|s| s.proxy.record.clone()));
+        return wrap(args.cmd, args.listen, record, redact, &args.go, full).await;
     }
     let mode = match args.mode {
         Some(ModeArg::Record) => Mode::Record,

@@ -22,10 +22,14 @@
 //! export keeps the steps it writes.
 //!
 //! Adding a protocol means implementing [`Dialect`] (see ARCHITECTURE.md)
-//! and naming it in [`dialect_for`].
+//! and naming it in [`dialect_for`]. go-plugin ([`goplugin`]) pairs its
+//! streams through the same trait but writes its own spec format
+//! ([`goplugin_spec`]).
 
 pub mod captures;
 pub mod client;
+pub mod goplugin;
+pub mod goplugin_spec;
 pub mod leaves;
 pub mod msgpack;
 pub mod output;
@@ -68,16 +72,6 @@ pub enum ExportError {
     /// The file could not be read or a line is not valid.
     #[error(transparent)]
     Read(#[from] crate::record::ReadError),
-    /// The recording's protocol has no dialect yet.
-    #[error("{file}: export does not support {protocol} recordings yet (supported: {supported})")]
-    Unsupported {
-        /// File name.
-        file: String,
-        /// The recording's protocol.
-        protocol: Protocol,
-        /// Protocols export supports.
-        supported: String,
-    },
     /// A frame does not make sense in its place.
     #[error("{file}:{line}: {message}")]
     Frame {
@@ -147,6 +141,12 @@ pub trait Dialect {
     /// The connection ended: calls still waiting for a reply, if any.
     fn close(&mut self, conn: u64) -> Vec<Item>;
 
+    /// Any other line of the recording (`open`, go-plugin's `handshake`
+    /// and `broker`, ...), for dialects that need them.
+    fn line(&mut self, _line: &Line) -> Vec<Item> {
+        vec![]
+    }
+
     /// Key names whose values change from run to run (timestamps, pids).
     fn volatile_keys(&self) -> &'static [&'static str];
 
@@ -193,19 +193,13 @@ pub trait Dialect {
     }
 }
 
-/// The dialect for a protocol, or an error naming the ones supported.
-pub fn dialect_for(protocol: Protocol, file: &str) -> Result<Box<dyn Dialect>, ExportError> {
+/// The dialect for a protocol.
+pub fn dialect_for(protocol: Protocol) -> Box<dyn Dialect> {
     match protocol {
-        Protocol::MsgPack1 => Ok(Box::new(msgpack::MsgpackDialect::default())),
-        Protocol::ProtoBuf1 => Ok(Box::new(protobuf::ProtobufDialect::default())),
-        Protocol::Prox => Ok(Box::new(prox::ProxDialect::default())),
-        other => Err(ExportError::Unsupported {
-            file: file.to_owned(),
-            protocol: other,
-            supported: [Protocol::MsgPack1, Protocol::ProtoBuf1, Protocol::Prox]
-                .map(Protocol::name)
-                .join(", "),
-        }),
+        Protocol::MsgPack1 => Box::new(msgpack::MsgpackDialect::default()),
+        Protocol::ProtoBuf1 => Box::new(protobuf::ProtobufDialect::default()),
+        Protocol::Prox => Box::new(prox::ProxDialect::default()),
+        Protocol::GoPlugin => Box::new(goplugin::GoPluginDialect::default()),
     }
 }
 
@@ -228,7 +222,7 @@ pub fn export<R: BufRead>(
     opts: Options,
 ) -> Result<String, ExportError> {
     let header = reader.header().clone();
-    let mut dialect = dialect_for(header.protocol, file)?;
+    let mut dialect = dialect_for(header.protocol);
     if !header.redact.is_empty() {
         tracing::warn!(
             "{file} was recorded with --redact {}: the spec has \"[redacted]\" where the values were",
@@ -240,9 +234,11 @@ pub fn export<R: BufRead>(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let mut sink: Box<dyn SinkOut> = match opts.target {
-        Target::Server => Box::new(server::ServerExport::new(socket(&header.listen), opts)),
-        Target::Client => Box::new(client::ClientExport::new(socket(&header.listen), opts)),
+    let mut sink: Box<dyn SinkOut> = match (header.protocol, opts.target) {
+        // go-plugin specs have a format of their own.
+        (Protocol::GoPlugin, target) => goplugin_spec::sink(target, &header),
+        (_, Target::Server) => Box::new(server::ServerExport::new(socket(&header.listen), opts)),
+        (_, Target::Client) => Box::new(client::ClientExport::new(socket(&header.listen), opts)),
     };
     let mut open: IndexMap<u64, ()> = IndexMap::new();
     let mut items = 0u64;
@@ -274,7 +270,7 @@ pub fn export<R: BufRead>(
             }
             other => {
                 dialect.other_line(&other);
-                vec![]
+                dialect.line(&other)
             }
         };
         for item in produced {

@@ -65,6 +65,12 @@ pub enum Line {
     /// A line on a prox plugin's stdin or stdout, as the prox wrapper
     /// relayed it.
     Stdio(StdioEvent),
+    /// go-plugin: the plugin's handshake line and what the host was told.
+    Handshake(HandshakeEvent),
+    /// go-plugin: a `plugin.GRPCBroker` announcement and its rewrite.
+    Broker(BrokerEvent),
+    /// go-plugin: one line the plugin wrote on stderr (passed on unchanged).
+    Stderr(StderrEvent),
     /// The last line of a complete recording.
     End(End),
 }
@@ -100,7 +106,7 @@ pub struct Header {
 }
 
 /// Fields every event line has.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stamp {
     /// Position in the recording, from 1.
     pub seq: u64,
@@ -117,6 +123,18 @@ pub struct Open {
     pub stamp: Stamp,
     /// Connection id.
     pub conn: u64,
+    /// go-plugin: how logs name it (`3`, `4 broker#1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// go-plugin: who opened it (`host` or `plugin`; the gRPC client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// go-plugin: who serves it (`plugin` or `host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// go-plugin: where plugtap forwards it (`unix:/path`, `tcp:host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// `frame`.
@@ -255,6 +273,57 @@ pub struct StdioEvent {
     pub rewritten_socket: Option<String>,
 }
 
+/// `handshake` (go-plugin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandshakeEvent {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    /// The line the plugin printed (without its newline).
+    pub original: String,
+    /// The line plugtap printed to the host instead; absent when the
+    /// plugin's line was passed on unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten: Option<String>,
+    /// What a go-plugin host says about the original, when it refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why the traffic is relayed undecoded (AutoMTLS, net/rpc, yamux).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+}
+
+/// `broker` (go-plugin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerEvent {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    /// The connection whose broker stream carried it.
+    pub conn: u64,
+    /// Which way it travelled.
+    pub dir: Direction,
+    /// Broker service id.
+    pub service_id: u64,
+    /// Who announced it: `host` or `plugin`.
+    pub announcer: String,
+    /// The announced address (`unix:/path`, `tcp:host:port`).
+    pub announced: String,
+    /// What the other side was told instead; absent when unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub told: Option<String>,
+    /// Why it was left unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `stderr` (go-plugin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StderrEvent {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    /// The line, without its newline (invalid UTF-8 replaced).
+    pub text: String,
+}
+
 /// `end`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct End {
@@ -281,7 +350,29 @@ impl Line {
             Line::Error(e) => &e.stamp,
             Line::Child(e) => &e.stamp,
             Line::Stdio(e) => &e.stamp,
+            Line::Handshake(e) => &e.stamp,
+            Line::Broker(e) => &e.stamp,
+            Line::Stderr(e) => &e.stamp,
             Line::End(e) => &e.stamp,
+        })
+    }
+
+    /// The event's stamp, to set (`None` for the header).
+    pub fn stamp_mut(&mut self) -> Option<&mut Stamp> {
+        Some(match self {
+            Line::Header(_) => return None,
+            Line::Open(e) => &mut e.stamp,
+            Line::Frame(e) => &mut e.stamp,
+            Line::Undecodable(e) => &mut e.stamp,
+            Line::Eof(e) => &mut e.stamp,
+            Line::Close(e) => &mut e.stamp,
+            Line::Error(e) => &mut e.stamp,
+            Line::Child(e) => &mut e.stamp,
+            Line::Handshake(e) => &mut e.stamp,
+            Line::Broker(e) => &mut e.stamp,
+            Line::Stderr(e) => &mut e.stamp,
+            Line::Stdio(e) => &mut e.stamp,
+            Line::End(e) => &mut e.stamp,
         })
     }
 
@@ -294,7 +385,13 @@ impl Line {
             Line::Eof(e) => Some(e.conn),
             Line::Close(e) => Some(e.conn),
             Line::Error(e) => e.conn,
-            Line::Header(_) | Line::Child(_) | Line::Stdio(_) | Line::End(_) => None,
+            Line::Broker(e) => Some(e.conn),
+            Line::Header(_)
+            | Line::Child(_)
+            | Line::Handshake(_)
+            | Line::Stderr(_)
+            | Line::Stdio(_)
+            | Line::End(_) => None,
         }
     }
 }

@@ -4,8 +4,10 @@
 //! time, so files of any size show in constant memory. A [`Filter`]
 //! selects connections, methods and a time window; the output is one line
 //! per event ([`text_line`]), the matching JSON lines unchanged, or a
-//! Mermaid sequence diagram ([`mermaid`]).
+//! Mermaid sequence diagram ([`mermaid`]). go-plugin recordings have
+//! their own text and diagram ([`goplugin`]).
 
+pub mod goplugin;
 pub mod mermaid;
 
 use std::io::Write;
@@ -83,12 +85,19 @@ pub fn show<R: std::io::BufRead>(
     out: &mut impl Write,
 ) -> Result<u64, ShowError> {
     let mut shown = 0;
+    // go-plugin: who opened each connection decides the arrows.
+    let mut go = (reader.header().protocol == crate::protocol::Protocol::GoPlugin)
+        .then(goplugin::Names::default);
     match format {
         Format::Json => writeln!(
             out,
             "{}",
             serde_json::to_string(&Line::Header(reader.header().clone()))?
         )?,
+        Format::Text if go.is_some() => {
+            writeln!(out, "{}", goplugin::text_header(reader.header()))?
+        }
+        Format::Mermaid if go.is_some() => goplugin::mermaid_begin(out)?,
         Format::Text => {
             let h = reader.header();
             if h.protocol == Protocol::Prox {
@@ -114,14 +123,23 @@ pub fn show<R: std::io::BufRead>(
     let protocol = reader.header().protocol;
     while let Some(line) = reader.next() {
         let line = line?;
+        if let Some(names) = &mut go {
+            names.learn(&line);
+        }
         if !filter.accepts(&line) {
             continue;
         }
         shown += 1;
-        match format {
-            Format::Json => writeln!(out, "{}", reader.text())?,
-            Format::Text => writeln!(out, "{}", text_line_for(protocol, &line, full, colour))?,
-            Format::Mermaid => mermaid::event_for(protocol, &line, out)?,
+        match (format, &go) {
+            (Format::Text, Some(names)) => {
+                writeln!(out, "{}", goplugin::text_line(&line, names, full, colour))?
+            }
+            (Format::Mermaid, Some(names)) => goplugin::mermaid_event(&line, names, out)?,
+            (format, _) => match format {
+                Format::Json => writeln!(out, "{}", reader.text())?,
+                Format::Text => writeln!(out, "{}", text_line_for(protocol, &line, full, colour))?,
+                Format::Mermaid => mermaid::event_for(protocol, &line, out)?,
+            },
         }
     }
     Ok(shown)
@@ -141,7 +159,7 @@ pub enum ShowError {
     Json(#[from] serde_json::Error),
 }
 
-fn paint(text: &str, code: &str, on: bool) -> String {
+pub(crate) fn paint(text: &str, code: &str, on: bool) -> String {
     if on {
         format!("\x1b[{code}m{text}\x1b[0m")
     } else {
@@ -250,6 +268,24 @@ pub fn text_line_for(protocol: Protocol, line: &Line, full: bool, colour: bool) 
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default()
         ),
+        Line::Handshake(h) => format!(
+            "handshake {}{}",
+            h.original,
+            h.rewritten
+                .as_ref()
+                .map(|r| format!(" → {r}"))
+                .unwrap_or_default()
+        ),
+        Line::Broker(b) => format!(
+            "broker service {} at {}{}",
+            b.service_id,
+            b.announced,
+            b.told
+                .as_ref()
+                .map(|t| format!(" → {t}"))
+                .unwrap_or_default()
+        ),
+        Line::Stderr(e) => format!("stderr: {}", shorten(&e.text, max)),
         Line::End(e) => format!(
             "end of recording: {} frames, {} events ({})",
             e.frames, e.events, e.reason

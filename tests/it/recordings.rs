@@ -29,6 +29,10 @@ pub const RECORDED: &[(&str, &str)] = &[
         "prox-python.jsonl",
         "recordings::prox_recording_keeps_every_line_and_frame_exactly",
     ),
+    (
+        "goplugin-python-kv.jsonl",
+        "goplugin::record::the_committed_kv_recording_holds_the_whole_run",
+    ),
 ];
 
 fn recording(name: &str) -> std::path::PathBuf {

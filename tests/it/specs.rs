@@ -110,6 +110,14 @@ const EXERCISED: &[(&str, &str)] = &[
         "export-prox-python-client.json",
         "export_prox::an_exported_client_spec_passes_against_a_fresh_plugin",
     ),
+    (
+        "export-goplugin-python-kv-server.json",
+        "goplugin::export::committed_exports_match_a_fresh_export_and_replay",
+    ),
+    (
+        "export-goplugin-python-kv-client.json",
+        "goplugin::export::committed_exports_match_a_fresh_export_and_replay",
+    ),
 ];
 
 #[test]
