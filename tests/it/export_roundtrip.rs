@@ -230,6 +230,16 @@ pub const EXPORTS: &[(&str, &str, &str)] = &[
         "go-pdk-event-cycle.jsonl",
         "client",
     ),
+    (
+        "export-prox-python-server.json",
+        "prox-python.jsonl",
+        "server",
+    ),
+    (
+        "export-prox-python-client.json",
+        "prox-python.jsonl",
+        "client",
+    ),
 ];
 
 #[test]
