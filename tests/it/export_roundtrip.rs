@@ -240,6 +240,16 @@ pub const EXPORTS: &[(&str, &str, &str)] = &[
         "prox-python.jsonl",
         "client",
     ),
+    (
+        "export-goplugin-python-kv-server.json",
+        "goplugin-python-kv.jsonl",
+        "server",
+    ),
+    (
+        "export-goplugin-python-kv-client.json",
+        "goplugin-python-kv.jsonl",
+        "client",
+    ),
 ];
 
 #[test]
