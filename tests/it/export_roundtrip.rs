@@ -231,6 +231,16 @@ pub const EXPORTS: &[(&str, &str, &str)] = &[
         "client",
     ),
     (
+        "export-prox-python-server.json",
+        "prox-python.jsonl",
+        "server",
+    ),
+    (
+        "export-prox-python-client.json",
+        "prox-python.jsonl",
+        "client",
+    ),
+    (
         "export-goplugin-python-kv-server.json",
         "goplugin-python-kv.jsonl",
         "server",
