@@ -162,6 +162,13 @@ pub trait Dialect {
     /// prepared by the core (`None`: no expectation on the result).
     fn client_expect(&self, reply: &Reply, result: Option<Json>) -> Json;
 
+    /// True when the protocol's client runs steps on the connections
+    /// their `conn` labels name (`ProtoBuf:1`'s runs them one after the
+    /// other, opening a new connection after a close, as Kong's pool).
+    fn conn_labels(&self) -> bool {
+        true
+    }
+
     /// Spec-level keys a client spec needs besides its steps (for
     /// `ProtoBuf:1`, Kong's recorded PDK answers in `on_pdk`).
     fn client_extra(&self) -> Map<String, Json> {
