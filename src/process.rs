@@ -43,30 +43,8 @@ impl Child {
     /// inherited.
     pub fn spawn(cmd: &StartCmd) -> Result<Child, SpawnError> {
         let shown = cmd.display();
-        let mut command = match cmd {
-            StartCmd::Shell(line) => {
-                let mut c = Command::new("/bin/sh");
-                c.arg("-c").arg(line);
-                c
-            }
-            StartCmd::Argv(argv) => {
-                let mut c = Command::new(&argv[0]);
-                c.args(&argv[1..]);
-                c
-            }
-        };
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut inner = command.spawn().map_err(|source| SpawnError {
-            command: shown.clone(),
-            source,
-        })?;
+        let mut inner = start(cmd, &shown, Stdio::null())?;
         let pid = inner.id();
-        tracing::info!("started `{shown}` (pid {})", pid.unwrap_or_default());
         let (tx, first_line) = watch::channel(None);
         if let Some(stdout) = inner.stdout.take() {
             let tag = program_name(cmd);
@@ -101,30 +79,8 @@ impl Child {
     /// stdout); stderr is inherited. [`Child::first_line`] sees nothing.
     pub fn spawn_piped(cmd: &StartCmd) -> Result<(Child, ChildStdin, ChildStdout), SpawnError> {
         let shown = cmd.display();
-        let mut command = match cmd {
-            StartCmd::Shell(line) => {
-                let mut c = Command::new("/bin/sh");
-                c.arg("-c").arg(line);
-                c
-            }
-            StartCmd::Argv(argv) => {
-                let mut c = Command::new(&argv[0]);
-                c.args(&argv[1..]);
-                c
-            }
-        };
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut inner = command.spawn().map_err(|source| SpawnError {
-            command: shown.clone(),
-            source,
-        })?;
+        let mut inner = start(cmd, &shown, Stdio::piped())?;
         let pid = inner.id();
-        tracing::info!("started `{shown}` (pid {})", pid.unwrap_or_default());
         let pipes = inner.stdin.take().zip(inner.stdout.take());
         let child = Child {
             inner,
@@ -242,6 +198,36 @@ pub fn describe(status: ExitStatus) -> String {
         },
         _ => status.to_string(),
     }
+}
+
+/// Spawns `cmd` (a shell line through `/bin/sh -c`, or an argv) in its
+/// own process group, killed on drop, with `stdin` as given, stdout piped
+/// and stderr inherited; logs its pid.
+fn start(cmd: &StartCmd, shown: &str, stdin: Stdio) -> Result<tokio::process::Child, SpawnError> {
+    let mut command = match cmd {
+        StartCmd::Shell(line) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(line);
+            c
+        }
+        StartCmd::Argv(argv) => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    command
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .kill_on_drop(true);
+    let inner = command.spawn().map_err(|source| SpawnError {
+        command: shown.to_owned(),
+        source,
+    })?;
+    tracing::info!("started `{shown}` (pid {})", inner.id().unwrap_or_default());
+    Ok(inner)
 }
 
 #[cfg(test)]

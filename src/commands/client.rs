@@ -7,6 +7,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{CommonArgs, parse_secs};
+use plugtap::codec::Limits;
 use plugtap::exit::Outcome;
 use plugtap::protocol::Protocol;
 use plugtap::role::client::{self, ClientOptions};
@@ -62,6 +63,37 @@ pub struct ClientRunArgs {
     pub json: bool,
 }
 
+impl ClientRunArgs {
+    /// The client's options: the socket and start command from the
+    /// command line or else the spec (none with `--no-start`), the
+    /// timeouts given, `limits` and `full_values`.
+    pub fn options(
+        &self,
+        spec: &Spec,
+        common: &CommonArgs,
+        limits: Limits,
+        full_values: bool,
+    ) -> ClientOptions {
+        let start_cmd = if self.no_start {
+            None
+        } else {
+            self.start_cmd
+                .clone()
+                .map(StartCmd::Shell)
+                .or_else(|| spec.client.start_cmd.clone())
+        };
+        ClientOptions {
+            socket: common.socket.clone().or_else(|| spec.socket.clone()),
+            start_cmd,
+            call_timeout: self.timeout,
+            wait: self.wait,
+            grace: self.grace,
+            limits,
+            full_values,
+        }
+    }
+}
+
 impl Default for ClientRunArgs {
     fn default() -> Self {
         ClientRunArgs {
@@ -83,23 +115,7 @@ pub async fn drive(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Outcome> {
     let protocol = common.protocol.unwrap_or(spec.protocol);
-    let start_cmd = if args.no_start {
-        None
-    } else {
-        args.start_cmd
-            .clone()
-            .map(StartCmd::Shell)
-            .or_else(|| spec.client.start_cmd.clone())
-    };
-    let opts = ClientOptions {
-        socket: common.socket.clone().or_else(|| spec.socket.clone()),
-        start_cmd,
-        call_timeout: args.timeout,
-        wait: args.wait,
-        grace: args.grace,
-        limits: common.limits_for(protocol),
-        full_values: full,
-    };
+    let opts = args.options(spec, common, common.limits_for(protocol), full);
     if spec.client.kong.is_some() {
         let report = match protocol {
             Protocol::ProtoBuf1 => plugtap::role::pb_kong::run(spec, opts, shutdown).await?,

@@ -8,9 +8,8 @@ use tokio_util::sync::CancellationToken;
 use super::client::ClientRunArgs;
 use crate::cli::{CommonArgs, parse_secs};
 use plugtap::exit::Outcome;
-use plugtap::role::client::ClientOptions;
 use plugtap::role::load::{self, LoadOptions};
-use plugtap::spec::{Spec, StartCmd};
+use plugtap::spec::Spec;
 
 /// Load-mode options of `client`.
 #[derive(Debug, Args, Default)]
@@ -43,23 +42,7 @@ pub async fn load(
     args: &LoadArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Outcome> {
-    let start_cmd = if run.no_start {
-        None
-    } else {
-        run.start_cmd
-            .clone()
-            .map(StartCmd::Shell)
-            .or_else(|| spec.client.start_cmd.clone())
-    };
-    let opts = ClientOptions {
-        socket: common.socket.clone().or_else(|| spec.socket.clone()),
-        start_cmd,
-        call_timeout: run.timeout,
-        wait: run.wait,
-        grace: run.grace,
-        limits: common.limits(),
-        full_values: false,
-    };
+    let opts = run.options(spec, common, common.limits(), false);
     // Without --repeat or --duration, each connection runs the steps once.
     let repeat = match (args.repeat, args.duration) {
         (None, None) => Some(1),

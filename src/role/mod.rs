@@ -7,9 +7,11 @@
 //! meaning with [`crate::message`] and take their script from a
 //! [`crate::spec::Spec`]. They never parse bytes themselves.
 
+mod accept;
 pub mod client;
 mod faults;
 pub mod kong_client;
+pub mod kong_emulation;
 pub mod kong_event;
 pub mod kong_report;
 pub mod kong_rpc;

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use super::accept::accept_all;
 use super::pb_faults::{self, Flow};
 use super::pb_wire::PbConn;
 use super::replies::{Choice, Cursor, Replies};
@@ -36,9 +36,6 @@ use crate::net;
 use crate::spec::template::{self, Vars};
 use crate::spec::{PdkStep, Spec, matcher};
 
-/// How long connections get to finish after shutdown starts.
-const DRAIN: Duration = Duration::from_secs(5);
-
 /// Runs the mock server until `shutdown` is cancelled. The outcome is
 /// `Failed` when a PDK reply from Kong did not match its `expect` or could
 /// not be decoded.
@@ -52,34 +49,18 @@ pub async fn run(spec: &Spec, opts: ServerOptions, shutdown: CancellationToken) 
         spec.protocol,
         bound.path().display()
     );
-    let tracker = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = bound.listener().accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let conn = PbConn::new(stream, opts.limits, opts.full_values);
-                tracing::debug!("{} connected", conn.id());
-                tracker.spawn(serve(
-                    conn,
-                    replies.clone(),
-                    failures.clone(),
-                    opts.print_conversations,
-                    shutdown.child_token(),
-                ));
-            }
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    tracker.close();
-    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
-        tracing::warn!("connections still open after {DRAIN:?}; closing them");
-    }
+    accept_all(&bound, &shutdown, |stream| {
+        let conn = PbConn::new(stream, opts.limits, opts.full_values);
+        tracing::debug!("{} connected", conn.id());
+        serve(
+            conn,
+            replies.clone(),
+            failures.clone(),
+            opts.print_conversations,
+            shutdown.child_token(),
+        )
+    })
+    .await;
     for (method, index) in replies.unused() {
         tracing::info!("spec entry on_methods[{method:?}][{index}] was never used");
     }

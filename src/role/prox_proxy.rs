@@ -28,7 +28,7 @@ use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::prox_relay::{self, Base, Sockets};
-use super::proxy::{ProxyEnd, on_signal, wait_child};
+use super::proxy::{ProxyEnd, drain, on_signal, wait_child};
 use crate::codec::Limits;
 use crate::error::{Error, Result};
 use crate::net::stdio::LineWriter;
@@ -37,9 +37,6 @@ use crate::protocol::Protocol;
 use crate::record::redact::{Redactor, Rule};
 use crate::record::{Entry, HeaderInfo, Recorder};
 use crate::spec::StartCmd;
-
-/// How long connections get to finish their queued decoding at shutdown.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// How long the plugin's last lines get to arrive once it has exited.
 const LAST_LINES: Duration = Duration::from_secs(1);
@@ -187,11 +184,7 @@ pub async fn run(opts: ProxWrapperOptions) -> Result<ProxyEnd> {
         at: Instant::now(),
     })
     .await;
-    connections.cancel();
-    tracker.close();
-    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
-        tracing::warn!("connections still busy after {DRAIN:?}; stopping anyway");
-    }
+    drain(&connections, &tracker).await;
     drop(base);
     if let Some(rec) = recorder {
         let path = rec.path().to_owned();

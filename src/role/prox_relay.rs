@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::prox_wire::log;
-use super::proxy_conn::{self, Shared};
+use super::proxy::serve_accepted;
+use super::proxy_conn::Shared;
 use crate::codec::{Limits, Line, LineCodec};
 use crate::message::prox::stdio::{self, StdioMessage};
 use crate::message::{Direction, MessageView};
@@ -115,19 +116,7 @@ impl Sockets {
                     _ = stop.cancelled() => break,
                     accepted = bound.listener().accept() => accepted,
                 };
-                match accepted {
-                    Ok((stream, _)) => {
-                        tracker.spawn(proxy_conn::serve(
-                            stream,
-                            shared.clone(),
-                            connections.clone(),
-                        ));
-                    }
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
+                serve_accepted(accepted, &shared, &connections, &tracker).await;
             }
             // Dropping `bound` removes the socket file.
             drop(bound);

@@ -29,6 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use tokio::net::UnixStream;
+use tokio::net::unix::SocketAddr;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -268,19 +270,7 @@ async fn run_proxy(
             }
             accepted = bound.listener().accept() => accepted,
         };
-        match accepted {
-            Ok((stream, _)) => {
-                tracker.spawn(proxy_conn::serve(
-                    stream,
-                    shared.clone(),
-                    connections.clone(),
-                ));
-            }
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        serve_accepted(accepted, &shared, &connections, &tracker).await;
     };
     // Stop listening first: the socket file goes away at once.
     drop(bound);
@@ -295,11 +285,7 @@ async fn run_proxy(
             })
             .await;
     }
-    connections.cancel();
-    tracker.close();
-    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
-        tracing::warn!("connections still busy after {DRAIN:?}; stopping anyway");
-    }
+    drain(&connections, &tracker).await;
     let report = shared
         .spec_side
         .as_ref()
@@ -328,6 +314,39 @@ async fn run_proxy(
         );
     }
     Ok((end, report))
+}
+
+/// Serves an accepted connection (relayed by [`proxy_conn::serve`] on
+/// `tracker`), or, when accepting failed, logs it and waits a little
+/// before the next try.
+pub(crate) async fn serve_accepted(
+    accepted: std::io::Result<(UnixStream, SocketAddr)>,
+    shared: &Arc<Shared>,
+    connections: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    match accepted {
+        Ok((stream, _)) => {
+            tracker.spawn(proxy_conn::serve(
+                stream,
+                shared.clone(),
+                connections.clone(),
+            ));
+        }
+        Err(e) => {
+            tracing::warn!("accept failed: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Cancels the relayed connections and waits up to [`DRAIN`] for them.
+pub(crate) async fn drain(connections: &CancellationToken, tracker: &TaskTracker) {
+    connections.cancel();
+    tracker.close();
+    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
+        tracing::warn!("connections still busy after {DRAIN:?}; stopping anyway");
+    }
 }
 
 /// Handles SIGTERM/SIGINT: without a child, stop; with one, pass the

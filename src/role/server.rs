@@ -21,8 +21,8 @@ use std::time::Duration;
 use rmpv::Value as Mp;
 use serde_json::{Value as Json, json};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use super::accept::accept_all;
 use super::faults;
 use super::log_message;
 use super::replies::{Choice, Cursor, Replies};
@@ -35,9 +35,6 @@ use crate::message::{Direction, Kind};
 use crate::net::{self, Connection, ReadHalf, WriteHalf};
 use crate::spec::Spec;
 use crate::value_json;
-
-/// How long connections get to finish after shutdown starts.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// Settings of a server run that do not come from the spec.
 #[derive(Debug, Clone)]
@@ -75,35 +72,18 @@ pub async fn run(spec: &Spec, opts: ServerOptions, shutdown: CancellationToken) 
         spec.protocol,
         bound.path().display()
     );
-    let tracker = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = bound.listener().accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let conn = Connection::new(stream, MsgpackCodec::new(opts.limits));
-                tracing::debug!("{} connected", conn.id());
-                tracker.spawn(serve(
-                    conn,
-                    replies.clone(),
-                    misses.clone(),
-                    opts.clone(),
-                    shutdown.child_token(),
-                ));
-            }
-            Err(e) => {
-                // Usually out of file descriptors: back off instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    tracker.close();
-    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
-        tracing::warn!("connections still open after {DRAIN:?}; closing them");
-    }
+    accept_all(&bound, &shutdown, |stream| {
+        let conn = Connection::new(stream, MsgpackCodec::new(opts.limits));
+        tracing::debug!("{} connected", conn.id());
+        serve(
+            conn,
+            replies.clone(),
+            misses.clone(),
+            opts.clone(),
+            shutdown.child_token(),
+        )
+    })
+    .await;
     drop(bound);
     let report = misses.report(&replies);
     eprint!("{}", report.render());

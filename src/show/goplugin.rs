@@ -138,15 +138,7 @@ pub fn text_line(line: &Line, names: &Names, full: bool, colour: bool) -> String
             s
         }
         Line::Stderr(e) => format!("plugin stderr: {}", shorten(&e.text, max)),
-        Line::Child(c) => format!(
-            "plugin {}{}{}",
-            c.event,
-            c.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
-            c.status
-                .as_ref()
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default()
-        ),
+        Line::Child(c) => super::child_text("plugin", c),
         Line::Close(c) => format!(
             "c{} close ({} DATA bytes to the server, {} to the client)",
             c.conn, c.to_server, c.to_client
@@ -272,29 +264,13 @@ pub fn mermaid_event(line: &Line, names: &Names, out: &mut impl Write) -> std::i
         // prox's stdio lines do not occur in go-plugin recordings.
         Line::Stdio(_) => Ok(()),
         Line::Close(c) => writeln!(out, "    Note over H,G: c{} closed", c.conn),
-        Line::Child(c) => writeln!(
-            out,
-            "    Note over G: plugin {}{}",
-            c.event,
-            escape(
-                &c.status
-                    .as_ref()
-                    .map(|s| format!(" ({s})"))
-                    .unwrap_or_default()
-            )
-        ),
-        Line::Error(e) => writeln!(
-            out,
-            "    Note over P: {}error: {}",
-            e.conn.map(|c| format!("c{c} ")).unwrap_or_default(),
-            escape(&shorten(&e.error, 2 * LABEL))
-        ),
+        Line::Child(c) => super::mermaid::child_note(out, "G", "plugin", c),
         Line::End(e) => writeln!(
             out,
             "    Note over H,G: end: {} frames ({})",
             e.frames,
             escape(&e.reason)
         ),
-        Line::Undecodable(_) | Line::Eof(_) => super::mermaid::event(line, out),
+        Line::Error(_) | Line::Undecodable(_) | Line::Eof(_) => super::mermaid::event(line, out),
     }
 }

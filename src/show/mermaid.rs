@@ -12,7 +12,7 @@ use std::io::Write;
 
 use crate::message::{Direction, Kind, shorten};
 use crate::protocol::Protocol;
-use crate::record::Line;
+use crate::record::{ChildEvent, Line};
 
 /// Longest payload shown on an arrow.
 const LABEL: usize = 48;
@@ -148,17 +148,7 @@ pub fn event_for(protocol: Protocol, line: &Line, out: &mut impl Write) -> std::
             e.conn.map(|c| format!("c{c} ")).unwrap_or_default(),
             escape(&shorten(&e.error, 2 * LABEL))
         ),
-        Line::Child(c) => writeln!(
-            out,
-            "    Note over S: {server} {}{}",
-            c.event,
-            escape(
-                &c.status
-                    .as_ref()
-                    .map(|s| format!(" ({s})"))
-                    .unwrap_or_default()
-            )
-        ),
+        Line::Child(c) => child_note(out, "S", server, c),
         Line::Stdio(l) => {
             let v = &l.msg;
             let label = format!(
@@ -199,4 +189,25 @@ pub fn event_for(protocol: Protocol, line: &Line, out: &mut impl Write) -> std::
             escape(&e.reason)
         ),
     }
+}
+
+/// The note for a child process event, over the participant `over`, that
+/// `name` (`server`, `plugin`) started, exited, ...
+pub(super) fn child_note(
+    out: &mut impl Write,
+    over: &str,
+    name: &str,
+    c: &ChildEvent,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "    Note over {over}: {name} {}{}",
+        c.event,
+        escape(
+            &c.status
+                .as_ref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        )
+    )
 }

@@ -15,7 +15,7 @@ use std::io::Write;
 use crate::codec::hex;
 use crate::message::{Direction, shorten};
 use crate::protocol::Protocol;
-use crate::record::{Line, ReadError, Reader};
+use crate::record::{ChildEvent, Line, ReadError, Reader};
 
 /// Which events to show.
 #[derive(Debug, Clone, Default)]
@@ -255,19 +255,13 @@ pub fn text_line_for(protocol: Protocol, line: &Line, full: bool, colour: bool) 
             )
         }
         Line::Error(e) => paint(&format!("error: {}", e.error), "31", colour),
-        Line::Child(c) => format!(
-            "{} {}{}{}",
+        Line::Child(c) => child_text(
             if protocol == Protocol::Prox {
                 "plugin"
             } else {
                 "server"
             },
-            c.event,
-            c.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
-            c.status
-                .as_ref()
-                .map(|s| format!(": {s}"))
-                .unwrap_or_default()
+            c,
         ),
         Line::Handshake(h) => format!(
             "handshake {}{}",
@@ -300,4 +294,18 @@ fn base64_decode(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .unwrap_or_default()
+}
+
+/// A child process event as text: `name` (`server`, `plugin`), the event,
+/// its pid and exit status.
+pub(crate) fn child_text(name: &str, c: &ChildEvent) -> String {
+    format!(
+        "{name} {}{}{}",
+        c.event,
+        c.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        c.status
+            .as_ref()
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default()
+    )
 }
