@@ -17,7 +17,7 @@ use super::probes::new_pdk;
 use super::{CheckOptions, CheckResult, Status};
 use crate::kong::canned::Canned;
 use crate::kong::instance::{Identity, config_text};
-use crate::role::kong_client::KongWire;
+use crate::role::kong_emulation::KongWire;
 use crate::role::kong_event::{Event, EventEnd, Failure, kong_reaction, phase_report};
 use crate::role::kong_report::{PhaseReport, PhaseStatus};
 use crate::role::pb_kong::PbWire;

@@ -26,17 +26,16 @@ use serde_json::{Value as Json, json};
 use tokio_util::sync::CancellationToken;
 
 use super::client::ClientOptions;
-use super::kong_client::{Emulation, KongWire};
+use super::kong_emulation::{KongWire, emulate};
 use super::kong_event::{EventEnd, Failure, MAX_PDK_CALLS};
 use super::kong_report::{KongReport, PdkCall};
 use super::kong_rpc::CallError;
-use super::launch;
 use super::pb_client::FIRST_SEQUENCE;
 use super::pb_kong_wire::{lua_args, reply};
 use super::pb_wire::PbConn;
 use crate::codec::Limits;
 use crate::conversation::protobuf::{Observation, Observed};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kong::pdk::{Reply, Source};
 use crate::message::protobuf::envelope::HANDLE_EVENT;
 use crate::message::protobuf::{Envelope, PdkMethod};
@@ -50,26 +49,12 @@ pub async fn run(
     opts: ClientOptions,
     shutdown: CancellationToken,
 ) -> Result<KongReport> {
-    let kong = spec
-        .client
-        .kong
-        .as_ref()
-        .ok_or_else(|| Error::Other(format!("{} has no `kong` section", spec.source)))?;
-    let mut launched = tokio::select! {
-        _ = shutdown.cancelled() => return Err(Error::Other("interrupted".into())),
-        l = launch::launch(opts.socket.clone(), opts.start_cmd.as_ref(), opts.wait) => l?,
-    };
-    let mut wire = PbWire::new(
-        launched.socket.clone(),
-        opts.limits,
-        opts.call_timeout,
-        opts.full_values,
-    );
-    wire.idle = Some(PbConn::new(launched.first, opts.limits, opts.full_values));
-    let mut emulation = Emulation::new(kong, wire);
-    let report = emulation.run(&shutdown).await;
-    launch::stop(launched.child.as_mut(), opts.grace).await;
-    Ok(report)
+    emulate(spec, &opts, shutdown, |socket, first| {
+        let mut wire = PbWire::new(socket, opts.limits, opts.call_timeout, opts.full_values);
+        wire.idle = Some(PbConn::new(first, opts.limits, opts.full_values));
+        wire
+    })
+    .await
 }
 
 /// Kong's `ProtoBuf:1` RPC for one plugin in one worker: a sequence

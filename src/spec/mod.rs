@@ -11,6 +11,7 @@
 //! roles: [`load_file`] and [`load_str`] turn text into a [`Spec`] or an error naming
 //! `file:line:column`, and collects warnings for keys it does not know.
 
+mod entries;
 pub mod faults;
 pub mod kong;
 mod load;
