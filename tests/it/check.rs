@@ -13,7 +13,11 @@ use serde_json::{Value as Json, json};
 
 use crate::support::{self, specfile};
 
-fn run_check(dir: &std::path::Path, socket: &str, extra: &[&str]) -> (support::Output, Json) {
+pub(crate) fn run_check(
+    dir: &std::path::Path,
+    socket: &str,
+    extra: &[&str],
+) -> (support::Output, Json) {
     let socket = dir.join(socket);
     let mut args = vec![
         "check",
@@ -36,7 +40,7 @@ fn run_check(dir: &std::path::Path, socket: &str, extra: &[&str]) -> (support::O
 }
 
 /// `name -> status` for every check, in order.
-fn statuses(report: &Json) -> Vec<(String, String)> {
+pub(crate) fn statuses(report: &Json) -> Vec<(String, String)> {
     report["checks"]
         .as_array()
         .unwrap()
@@ -50,7 +54,7 @@ fn statuses(report: &Json) -> Vec<(String, String)> {
         .collect()
 }
 
-fn check<'a>(report: &'a Json, name: &str) -> &'a Json {
+pub(crate) fn check<'a>(report: &'a Json, name: &str) -> &'a Json {
     report["checks"]
         .as_array()
         .unwrap()
@@ -60,7 +64,7 @@ fn check<'a>(report: &'a Json, name: &str) -> &'a Json {
 }
 
 /// Every check passes except the ones listed with their status.
-fn expect_statuses(report: &Json, except: &[(&str, &str)]) {
+pub(crate) fn expect_statuses(report: &Json, except: &[(&str, &str)]) {
     let names = [
         "query_output",
         "socket",
@@ -133,7 +137,7 @@ fn the_python_server_passes_every_check() {
 }
 
 /// A mock that passes every check; `patch` replaces methods' entries.
-fn mock_spec(patch: Json) -> Json {
+pub(crate) fn mock_spec(patch: Json) -> Json {
     let ret = json!({"EventId": 0, "Data": "ret"});
     let mut on_methods = json!({
         "plugin.StartInstance": [{"result": {"Name": "hello_peer", "Id": 0, "Config": {}, "StartTime": 1.5}}],
@@ -157,7 +161,7 @@ fn mock_spec(patch: Json) -> Json {
 }
 
 /// Runs check against a mock started by the test.
-fn check_mock(patch: Json, extra: &[&str]) -> (support::Output, Json) {
+pub(crate) fn check_mock(patch: Json, extra: &[&str]) -> (support::Output, Json) {
     let dir = support::tmpdir();
     let path = specfile::write(dir.path(), "mock.json", &mock_spec(patch));
     let mut server = support::mock_server(dir.path(), &path, "m.sock", &[]);
@@ -379,76 +383,4 @@ fn malformed_request_fails_when_the_server_crashes() {
             .unwrap()
             .contains("takes the whole server down")
     );
-}
-
-#[test]
-fn query_output_fails_with_kongs_own_error() {
-    let info = r#"[{"Name":"hello_peer","Phases":["access"],"Priority":100,"Version":null,"Schema":{"name":"hello_peer","fields":[{"config":{"type":"record","fields":[]}}]}}]"#;
-    let query = format!("printf '%s' '{info}'");
-    let (out, report) = check_mock(json!({}), &["--query-cmd", &query]);
-    assert_eq!(out.code, 1);
-    expect_statuses(&report, &[("query_output", "fail")]);
-    let c = check(&report, "query_output");
-    assert!(
-        c["detail"].as_str().unwrap().contains(
-            "error loading plugin schemas: on plugin 'hello_peer': Plugin \"hello_peer\" cannot be loaded because its VERSION field does not follow the \"x.y.z\" format, got: \"nil\"."
-        ),
-        "{c}"
-    );
-    assert!(
-        c["kong"]
-            .as_str()
-            .unwrap()
-            .contains("Kong refuses to start")
-    );
-}
-
-#[test]
-fn a_missing_socket_fails_skips_the_rest_and_names_sockets_nearby() {
-    let dir = support::tmpdir();
-    let path = specfile::write(dir.path(), "mock.json", &mock_spec(json!({})));
-    // The server listens on another name than the one Kong is given.
-    let mut server = support::mock_server(dir.path(), &path, "hello_peer.sock", &[]);
-    let (out, report) = run_check(dir.path(), "hello_peer.socket", &["--wait", "0.3"]);
-    assert_eq!(out.code, 1);
-    let s = statuses(&report);
-    assert_eq!(s[1], ("socket".into(), "fail".into()));
-    assert!(s[2..].iter().all(|(_, st)| st == "skip"), "{s:?}");
-    let c = check(&report, "socket");
-    assert!(c["kong"].as_str().unwrap().contains("connect() to unix:"));
-    assert!(
-        c["detail"]
-            .as_str()
-            .unwrap()
-            .contains("hello_peer.sock (is the server listening on another name?)"),
-        "{c}"
-    );
-    assert_eq!(server.interrupt(), 0);
-}
-
-#[test]
-fn bad_arguments_are_usage_errors() {
-    let dir = support::tmpdir();
-    for args in [
-        vec![
-            "check", "--socket", "x.sock", "--plugin", "p", "--config", "[1]",
-        ],
-        vec![
-            "check",
-            "--socket",
-            "x.sock",
-            "--plugin",
-            "p",
-            "--phase",
-            "header_filter",
-        ],
-        vec!["check", "--socket", "x.sock"],
-    ] {
-        let out = support::run(dir.path(), &args);
-        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
-    }
-    let help = support::run(dir.path(), &["check", "--help"]);
-    assert_eq!(help.code, 0);
-    assert!(help.stdout.contains("steps_across_connections"));
-    assert!(help.stdout.contains("Examples:"));
 }

@@ -3,8 +3,10 @@
 //! against its own other role, and against the real Python pluginserver.
 
 mod check;
+mod check_cli;
 mod cli;
 mod client;
+mod client_start;
 mod codec;
 mod export;
 mod export_prox;
@@ -15,6 +17,7 @@ mod kong;
 mod kong_mock;
 mod kong_query;
 mod kong_wire;
+mod pb_check;
 mod pb_codec;
 mod pb_conversation;
 mod pb_export;
@@ -22,6 +25,7 @@ mod pb_faults;
 mod pb_inject;
 mod pb_kong;
 mod pb_proxy;
+mod pb_proxy_malformed;
 mod pb_roles;
 mod pb_vectors;
 mod peer;
@@ -37,6 +41,8 @@ mod prox_vectors;
 mod proxy;
 mod proxy_faults;
 mod proxy_halfclose;
+mod proxy_load;
+mod proxy_wrapper;
 mod recordings;
 mod server;
 mod spec_load;
