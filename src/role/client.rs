@@ -15,7 +15,9 @@ use rmpv::Value as Mp;
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
+use super::launch;
 use super::log_message;
+use super::report::capture;
 pub use super::report::{Failure, Report, StepReport, StepStatus};
 use super::unsolicited;
 use crate::codec::{Limits, MsgpackCodec, hex, msgpack};
@@ -23,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::message::msgpack_rpc::{self, RpcMessage, error_text};
 use crate::message::{Direction, Kind};
 use crate::net::{self, Connection};
-use crate::process::{self, Child};
+use crate::process::Child;
 use crate::spec::matcher;
 use crate::spec::template::{self, Vars};
 use crate::spec::{ExpectError, Spec, StartCmd, Step};
@@ -64,16 +66,7 @@ pub async fn run(spec: &Spec, opts: ClientOptions, shutdown: CancellationToken) 
         Ok(drive(conn, &path, &spec.client.try_methods, &opts, &shutdown).await)
     }
     .await;
-    if let Some(child) = child.as_mut() {
-        match child.terminate(opts.grace).await {
-            Ok(status) => tracing::info!(
-                "`{}` ended ({})",
-                child.display(),
-                process::describe(status)
-            ),
-            Err(e) => tracing::warn!("could not reap `{}`: {e}", child.display()),
-        }
-    }
+    launch::stop(child.as_mut(), opts.grace).await;
     outcome
 }
 
@@ -356,18 +349,5 @@ pub(crate) fn settle(
             }
         }
     }
-    for (name, path) in &step.capture {
-        let found = template::parse_path(path)
-            .ok()
-            .and_then(|p| template::lookup(&result_json, &p).cloned());
-        match found {
-            Some(value) => {
-                tracing::debug!("captured {name} = {value}");
-                vars.insert(name.clone(), value);
-            }
-            None => report.failures.push(Failure::new(format!(
-                "capture `{name}`: nothing at `{path}` in the result"
-            ))),
-        }
-    }
+    capture(&step.capture, &result_json, vars, &mut report.failures);
 }

@@ -19,13 +19,14 @@ use bytes::{BufMut as _, BytesMut};
 use tokio_util::sync::CancellationToken;
 
 use super::client::{self, ClientOptions, StepReport};
+use super::launch;
 pub use super::load_report::{LoadReport, Percentiles};
 use super::load_report::{MAX_PROBLEMS, Tally, histogram, problem};
 use crate::codec::{MsgpackCodec, msgpack};
 use crate::error::{Error, Result};
 use crate::message::RpcMessage;
 use crate::net::{self, Connection};
-use crate::process::{self, Child};
+use crate::process::Child;
 use crate::spec::template::{self, Vars};
 use crate::spec::{Spec, Step};
 use crate::value_json;
@@ -58,16 +59,7 @@ pub async fn run(
         None => None,
     };
     let result = drive(spec, &opts, &load, child.as_mut(), &shutdown).await;
-    if let Some(child) = child.as_mut() {
-        match child.terminate(opts.grace).await {
-            Ok(status) => tracing::info!(
-                "`{}` ended ({})",
-                child.display(),
-                process::describe(status)
-            ),
-            Err(e) => tracing::warn!("could not reap `{}`: {e}", child.display()),
-        }
-    }
+    launch::stop(child.as_mut(), opts.grace).await;
     result
 }
 

@@ -21,6 +21,7 @@ use serde_json::{Value as Json, json};
 use tokio_util::sync::CancellationToken;
 
 use super::client::ClientOptions;
+use super::launch;
 use super::pb_outcome::{blank, settle};
 use super::pb_wire::PbConn;
 use super::replies::{Choice, Cursor, Replies};
@@ -70,16 +71,7 @@ pub async fn run(spec: &Spec, opts: ClientOptions, shutdown: CancellationToken) 
         Ok(driver.drive(&spec.client.try_methods).await)
     }
     .await;
-    if let Some(child) = child.as_mut() {
-        match child.terminate(opts.grace).await {
-            Ok(status) => tracing::info!(
-                "`{}` ended ({})",
-                child.display(),
-                process::describe(status)
-            ),
-            Err(e) => tracing::warn!("could not reap `{}`: {e}", child.display()),
-        }
-    }
+    launch::stop(child.as_mut(), opts.grace).await;
     outcome
 }
 

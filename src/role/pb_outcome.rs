@@ -4,7 +4,7 @@
 
 use serde_json::Value as Json;
 
-use super::report::{Failure, StepReport};
+use super::report::{Failure, StepReport, capture};
 use crate::spec::template::{self, Vars};
 use crate::spec::{ExpectError, Step, matcher};
 
@@ -57,17 +57,5 @@ pub(super) fn settle(
     let Some(result) = result else {
         return;
     };
-    for (name, path) in &step.capture {
-        let found = template::parse_path(path)
-            .ok()
-            .and_then(|p| template::lookup(&result, &p).cloned());
-        match found {
-            Some(value) => {
-                vars.insert(name.clone(), value);
-            }
-            None => report.failures.push(Failure::new(format!(
-                "capture `{name}`: nothing at `{path}` in the result"
-            ))),
-        }
-    }
+    capture(&step.capture, &result, vars, &mut report.failures);
 }

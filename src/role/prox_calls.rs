@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pb_outcome::blank;
 use super::prox_wire::ProxConn;
-use super::report::{Failure, StepReport, StepStatus};
+use super::report::{Failure, StepReport, StepStatus, capture};
 use crate::codec::Limits;
 use crate::conversation::prox::{Observation, Observed};
 use crate::message::Direction;
@@ -276,19 +276,7 @@ fn settle(
                     });
                 }
             }
-            for (name, path) in &step.capture {
-                let found = template::parse_path(path)
-                    .ok()
-                    .and_then(|p| template::lookup(&result, &p).cloned());
-                match found {
-                    Some(value) => {
-                        vars.insert(name.clone(), value);
-                    }
-                    None => report.failures.push(Failure::new(format!(
-                        "capture `{name}`: nothing at `{path}` in the result"
-                    ))),
-                }
-            }
+            capture(&step.capture, &result, vars, &mut report.failures);
             report.result = Some(result);
         }
     }

@@ -3,6 +3,7 @@
 //! never exercised. Rendered for people on stderr, serialised as JSON for
 //! machines (`--json`).
 
+use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value as Json;
 
@@ -10,6 +11,7 @@ use super::near_miss::{self, NearMiss, NotExercised};
 use crate::exit::Outcome;
 use crate::spec::Step;
 use crate::spec::matcher::Mismatch;
+use crate::spec::template::{self, Vars};
 
 /// What a client run found.
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +125,30 @@ impl Failure {
         Failure {
             message: message.into(),
             mismatches: vec![],
+        }
+    }
+}
+
+/// Takes a step's `capture`s (name -> path) from `result` into `vars`; a
+/// path with nothing at it in the result is a failure.
+pub(crate) fn capture(
+    captures: &IndexMap<String, String>,
+    result: &Json,
+    vars: &mut Vars,
+    failures: &mut Vec<Failure>,
+) {
+    for (name, path) in captures {
+        let found = template::parse_path(path)
+            .ok()
+            .and_then(|p| template::lookup(result, &p).cloned());
+        match found {
+            Some(value) => {
+                tracing::debug!("captured {name} = {value}");
+                vars.insert(name.clone(), value);
+            }
+            None => failures.push(Failure::new(format!(
+                "capture `{name}`: nothing at `{path}` in the result"
+            ))),
         }
     }
 }
