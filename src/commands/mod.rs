@@ -142,22 +142,19 @@ pub fn load(path: &Path) -> anyhow::Result<Spec> {
 
 /// Warns when a spec written for another role runs in `wanted`.
 pub fn check_role(spec: &Spec, wanted: Role) {
-    if let Some(role) = spec.role.filter(|r| *r != wanted) {
-        tracing::warn!(
-            "{} says \"role\": \"{}\"; running it as {} as asked",
-            spec.source,
-            role.name(),
-            wanted.name()
-        );
-    }
+    warn_role(&spec.source, spec.role, wanted);
 }
 
 /// Warns when a go-plugin spec written for another role runs in `wanted`.
 fn check_go_role(spec: &plugtap::goplugin::spec::GoSpec, wanted: Role) {
-    if let Some(role) = spec.role.filter(|r| *r != wanted) {
+    warn_role(&spec.source, spec.role, wanted);
+}
+
+/// Warns when the spec `source` says `role` but runs in `wanted`.
+fn warn_role(source: &str, role: Option<Role>, wanted: Role) {
+    if let Some(role) = role.filter(|r| *r != wanted) {
         tracing::warn!(
-            "{} says \"role\": \"{}\"; running it as {} as asked",
-            spec.source,
+            "{source} says \"role\": \"{}\"; running it as {} as asked",
             role.name(),
             wanted.name()
         );

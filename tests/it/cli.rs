@@ -170,3 +170,33 @@ fn spec_on_stdin_like_the_original() {
     .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_spec_for_another_role_runs_as_asked_with_a_warning() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("server.json"),
+        r#"{"role": "server", "on_methods": {}}"#,
+    )
+    .unwrap();
+    let out = support::run(
+        d,
+        &[
+            "client",
+            "--spec",
+            "server.json",
+            "--socket",
+            "none.sock",
+            "--wait",
+            "0.2",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("server.json says \"role\": \"server\"; running it as client as asked"),
+        "{}",
+        out.stderr
+    );
+}
