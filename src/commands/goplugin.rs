@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::parse_secs;
 use plugtap::exit::Outcome;
 use plugtap::goplugin::{host, mock, observer, proxy, schema::Schemas, spec};
-use plugtap::record::redact::{Redactor, Rule};
+use plugtap::record::redact::Redactor;
+use plugtap::role::proxy::redact_rules;
 use plugtap::spec::{Role, StartCmd};
 
 /// Options of the go-plugin wrapper.
@@ -84,11 +85,7 @@ pub async fn wrap(
             "give the plugin to wrap after `--`: plugtap proxy --protocol go-plugin -- PLUGIN ARGS"
         );
     }
-    let rules = redact
-        .iter()
-        .map(|r| r.parse::<Rule>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("--redact: {e}"))?;
+    let rules = redact_rules(&redact)?;
     let mut schemas = Schemas::builtin();
     schemas
         .add_proto_files(&args.proto, &args.proto_path)

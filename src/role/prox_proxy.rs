@@ -28,13 +28,13 @@ use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::prox_relay::{self, Base, Sockets};
-use super::proxy::{ProxyEnd, drain, on_signal, wait_child};
+use super::proxy::{ProxyEnd, drain, on_signal, redact_rules, wait_child};
 use crate::codec::Limits;
 use crate::error::{Error, Result};
 use crate::net::stdio::LineWriter;
 use crate::process::{self, Child};
 use crate::protocol::Protocol;
-use crate::record::redact::{Redactor, Rule};
+use crate::record::redact::Redactor;
 use crate::record::{Entry, HeaderInfo, Recorder};
 use crate::spec::StartCmd;
 
@@ -74,12 +74,7 @@ pub fn record_path(path: &std::path::Path) -> PathBuf {
 
 /// Runs the wrapper until the plugin exits.
 pub async fn run(opts: ProxWrapperOptions) -> Result<ProxyEnd> {
-    let rules = opts
-        .redact
-        .iter()
-        .map(|r| r.parse::<Rule>())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Other(format!("--redact: {e}")))?;
+    let rules = redact_rules(&opts.redact)?;
     // prox dials the path in `ready` from its own directory: make it absolute.
     let listen = match &opts.listen {
         Some(l) if l.is_relative() => Some(

@@ -144,12 +144,7 @@ async fn run_proxy(
     opts: ProxyOptions,
     shutdown: CancellationToken,
 ) -> Result<(ProxyEnd, Option<ServerReport>)> {
-    let rules = opts
-        .redact
-        .iter()
-        .map(|r| r.parse::<Rule>())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Other(format!("--redact: {e}")))?;
+    let rules = redact_rules(&opts.redact)?;
     if conversation::for_protocol(opts.protocol, opts.limits).is_none() {
         return Err(Error::Other(format!(
             "the byte-level proxy cannot decode {}; use its own wrapper (plugtap proxy --protocol {} -- CMD)",
@@ -314,6 +309,15 @@ async fn run_proxy(
         );
     }
     Ok((end, report))
+}
+
+/// The `--redact` rules, parsed.
+pub fn redact_rules(redact: &[String]) -> Result<Vec<Rule>> {
+    redact
+        .iter()
+        .map(|r| r.parse::<Rule>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Other(format!("--redact: {e}")))
 }
 
 /// Serves an accepted connection (relayed by [`proxy_conn::serve`] on

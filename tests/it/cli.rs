@@ -200,3 +200,37 @@ fn a_spec_for_another_role_runs_as_asked_with_a_warning() {
         out.stderr
     );
 }
+
+#[test]
+fn a_bad_redact_rule_is_a_usage_error_for_every_proxy() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    for args in [
+        &[
+            "proxy",
+            "--listen",
+            "a.sock",
+            "--upstream",
+            "b.sock",
+            "--redact",
+            "",
+        ][..],
+        &[
+            "proxy",
+            "--protocol",
+            "go-plugin",
+            "--redact",
+            "",
+            "--",
+            "/bin/true",
+        ][..],
+    ] {
+        let out = support::run(d, args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("--redact: empty redaction rule"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
