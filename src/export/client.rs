@@ -124,6 +124,12 @@ impl ClientExport {
             }
         }
         let result = reply.error.is_null().then_some(result);
+        // The prepared `result` is what the step expects; the recorded one
+        // is not needed any more.
+        let reply = Reply {
+            error: reply.error,
+            result: Json::Null,
+        };
         self.steps.push(StepOut {
             request_seq: ex.request_seq,
             conn: ex.conn,

@@ -156,8 +156,10 @@ pub trait Dialect {
     /// the `match` the core writes.
     fn server_reply(&self, reply: Option<&Reply>, entry: &mut Map<String, Json>);
 
-    /// The `expect` of a client step from a reply whose result has been
-    /// prepared by the core (`None`: no expectation on the result).
+    /// The `expect` of a client step: `reply.error` as recorded, and the
+    /// result as the core prepared it (captures and volatile fields taken
+    /// out; `None`: no expectation on the result). `reply.result` is null
+    /// here.
     fn client_expect(&self, reply: &Reply, result: Option<Json>) -> Json;
 
     /// A notification as a spec writes it (`on_connect`, `notify`).
