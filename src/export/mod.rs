@@ -145,6 +145,10 @@ pub trait Dialect {
     /// The connection ended: calls still waiting for a reply, if any.
     fn close(&mut self, conn: u64) -> Vec<Item>;
 
+    /// Bytes of `conn` travelling `dir` could not be decoded (the core
+    /// warns): a later reply may answer a request nobody saw.
+    fn lost(&mut self, _conn: u64, _dir: crate::message::Direction) {}
+
     /// Key names whose values change from run to run (timestamps, pids).
     fn volatile_keys(&self) -> &'static [&'static str];
 
@@ -237,6 +241,7 @@ pub fn export<R: BufRead>(
                 dialect.close(c.conn)
             }
             Line::Undecodable(u) => {
+                dialect.lost(u.conn, u.dir);
                 tracing::warn!(
                     "{file}:{}: connection {}: {} undecodable byte(s) left out ({})",
                     reader.line_no(),

@@ -41,6 +41,7 @@ fn write_rec(dir: &Path, name: &str, protocol: &str, frames: &[(u64, Json)]) -> 
             line(json!({"type": "open", "conn": conn}), &mut out);
         }
         let (kind, dir, id, method) = match msg[0].as_u64().unwrap() {
+            0 if msg.as_array().unwrap().len() != 4 => ("malformed", "to_server", None, None),
             0 => (
                 "request",
                 "to_server",
@@ -471,4 +472,40 @@ fn exact_entries_answer_only_equal_params() {
     }
     drop(peer);
     assert_eq!(mock.interrupt(), 0);
+}
+
+#[test]
+fn a_reply_to_a_malformed_request_is_left_out_with_a_warning() {
+    let dir = support::tmpdir();
+    // As `plugtap check` sends: a request of the wrong shape, which the
+    // server answers.
+    let rec = write_rec(
+        dir.path(),
+        "r.jsonl",
+        "MsgPack:1",
+        &[
+            (1, json!([0, 1, "plugin.GetStatus"])),
+            (1, json!([1, 1, "bad request", null])),
+            (1, req(2, "plugin.GetStatus", json!([]))),
+            (1, ok(2, json!({"Plugins": {}}))),
+        ],
+    );
+    let out = support::run(
+        dir.path(),
+        &["export", rec.to_str().unwrap(), "--as", "client"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("malformed message left out"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("response #1 answers a request that could not be decoded"),
+        "{}",
+        out.stderr
+    );
+    let spec: Json = serde_json_lenient::from_str(&out.stdout).unwrap();
+    assert_eq!(spec["try_methods"].as_array().unwrap().len(), 1);
 }
