@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::parse_secs;
 use plugtap::exit::Outcome;
 use plugtap::goplugin::{host, mock, observer, proxy, schema::Schemas, spec};
+use plugtap::record::redact::{Redactor, Rule};
 use plugtap::spec::{Role, StartCmd};
 
 /// Options of the go-plugin wrapper.
@@ -73,6 +74,8 @@ pub fn load(path: &Path) -> anyhow::Result<spec::GoSpec> {
 pub async fn wrap(
     command: Vec<String>,
     listen: Option<PathBuf>,
+    record: Option<PathBuf>,
+    redact: Vec<String>,
     args: &GoPluginArgs,
     full: bool,
 ) -> anyhow::Result<Outcome> {
@@ -81,6 +84,11 @@ pub async fn wrap(
             "give the plugin to wrap after `--`: plugtap proxy --protocol go-plugin -- PLUGIN ARGS"
         );
     }
+    let rules = redact
+        .iter()
+        .map(|r| r.parse::<Rule>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--redact: {e}"))?;
     let mut schemas = Schemas::builtin();
     schemas
         .add_proto_files(&args.proto, &args.proto_path)
@@ -96,9 +104,13 @@ pub async fn wrap(
             reflection: !args.no_reflection,
             max_message: args.max_grpc_message,
             full_values: full,
+            redact: Redactor::new(rules),
+            record: None,
         },
         start_timeout: args.start_timeout,
         grace: Duration::from_secs(3),
+        record,
+        redact,
     })
     .await?;
     Ok(Outcome::Code(u8::try_from(code).unwrap_or(1)))

@@ -86,7 +86,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                     server::CycleArg::Global => Cycle::Global,
                 };
             }
-            server::serve(&spec, &args.common, !args.no_conversations, full, shutdown).await
+            server::serve(
+                &spec,
+                &args.common,
+                !args.no_conversations,
+                &args.verify,
+                full,
+                shutdown,
+            )
+            .await
         }
         Some(Command::Check(args)) => check::check(&args, full, shutdown).await,
         Some(Command::Client(args)) => {
@@ -105,7 +113,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Proxy(args)) => {
             let spec = args.spec.as_deref().map(load).transpose()?;
             if let Some(spec) = &spec {
-                check_role(spec, Role::Proxy);
+                // A server spec answers in replay and new modes.
+                let replaying = args.mode.is_some_and(|m| m != proxy::ModeArg::Record);
+                if !(replaying && spec.role == Some(Role::Server)) {
+                    check_role(spec, Role::Proxy);
+                }
             }
             proxy::proxy(args, spec.as_ref(), full, shutdown).await
         }

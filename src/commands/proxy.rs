@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use super::goplugin::{GoPluginArgs, wrap};
@@ -12,7 +12,8 @@ use crate::cli::{CommonArgs, parse_protocol, parse_secs};
 use plugtap::codec::Limits;
 use plugtap::exit::Outcome;
 use plugtap::protocol::Protocol;
-use plugtap::role::proxy::{self, ProxyOptions};
+use plugtap::role::prox_proxy::{self, ProxWrapperOptions};
+use plugtap::role::proxy::{self, Mode, ProxyOptions};
 use plugtap::spec::{Spec, StartCmd};
 
 pub const EXAMPLES: &str = "\
@@ -28,16 +29,30 @@ Examples:
   # Look at what was recorded:
   plugtap show /tmp/py.jsonl
 
+  # No real server: answer from a server spec (e.g. an exported one), recording:
+  plugtap proxy --mode replay --spec specs/mock-hello.json --listen /tmp/front.sock \
+      --record /tmp/replay.jsonl
+
+  # Answer from the spec what it can; only new requests reach the real server:
+  plugtap proxy --mode new --spec specs/mock-hello.json --listen /tmp/front.sock \
+      --upstream /tmp/back.sock --record /tmp/new.jsonl
+
   # Use plugtap as the plugin command of a HashiCorp go-plugin host
   # (Terraform, Vault, Nomad...): it starts the real plugin and decodes every
   # gRPC call on stderr (stdout carries the handshake to the host).
   plugtap proxy --protocol go-plugin -- ./terraform-provider-foo
   plugtap proxy --protocol go-plugin --proto kv.proto -- python3 plugin.py
+  plugtap proxy --protocol go-plugin --record /tmp/kv.jsonl -- python3 plugin.py
+
+  # Use plugtap as a prox plugin command (from a script: prox passes no
+  # arguments): relays its stdin/stdout lines, proxies its hook socket.
+  plugtap proxy --protocol prox --record /tmp/prox-{pid}.jsonl -- ./my-plugin
 
 Exit codes: 0 stopped by SIGINT/SIGTERM; 2 usage or runtime error. In wrapper
 mode plugtap exits when the server exits, with the server's exit code
 (128+N if signal N killed it; 0 if it ended because of the SIGINT/SIGTERM
-plugtap passed on). The go-plugin wrapper exits with its plugin's exit code.";
+plugtap passed on). The go-plugin and prox wrappers exit with their plugin's
+exit code.";
 
 /// Arguments of `proxy`.
 #[derive(Debug, Args)]
@@ -65,9 +80,27 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "RULE")]
     pub redact: Vec<String>,
 
-    /// Spec with `"role": "proxy"` to take settings from (options override it).
+    /// Spec with `"role": "proxy"` to take settings from (options override
+    /// it); with --mode replay or new, the server spec that answers.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+
+    /// Where answers come from: `record` forwards everything to the real
+    /// server; `replay` answers from --spec with no real server; `new`
+    /// answers from --spec what it can and forwards the rest (MsgPack:1).
+    /// [default: record, or the spec's `mode`]
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+
+    /// --mode replay/new: write the spec side's report at exit (entries
+    /// never used, requests no entry matched) to FILE, or `-` for stdout.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    pub report: Option<PathBuf>,
+
+    /// --mode replay/new: exit 1 when a spec entry was never used or a
+    /// request matched none.
+    #[arg(long)]
+    pub verify: bool,
 
     /// Protocol to decode.
     #[arg(long, value_name = "NAME", value_parser = parse_protocol)]
@@ -98,6 +131,18 @@ pub struct ProxyArgs {
     pub cmd: Vec<String>,
 }
 
+/// `--mode` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Forward everything to the real server and record it.
+    #[default]
+    Record,
+    /// No real server: answer from the server spec, recording as usual.
+    Replay,
+    /// Answer from the server spec when it can; forward the rest.
+    New,
+}
+
 /// Runs `plugtap proxy`.
 pub async fn proxy(
     args: ProxyArgs,
@@ -110,24 +155,82 @@ pub async fn proxy(
         .or(spec.map(|s| s.protocol))
         .unwrap_or_default();
     if protocol == Protocol::GoPlugin {
-        if args.record.is_some() {
-            bail!(
-                "--record is not available for go-plugin yet; decoded calls are logged on stderr"
-            );
-        }
         if args.upstream.is_some() {
             bail!(
                 "--upstream does not apply to go-plugin: the plugin's handshake names its address"
             );
         }
-        return wrap(args.cmd, args.listen, &args.go, full).await;
+        let mut redact = spec.map(|s| s.proxy.redact.clone()).unwrap_or_default();
+        redact.extend(args.redact);
+        let record = args
+            .record
+            .or_else(|| spec.and_then(|s| s.proxy.record.clone()));
+        return wrap(args.cmd, args.listen, record, redact, &args.go, full).await;
+    }
+    let mode = match args.mode {
+        Some(ModeArg::Record) => Mode::Record,
+        Some(ModeArg::Replay) => Mode::Replay,
+        Some(ModeArg::New) => Mode::New,
+        None => spec.map(|s| s.proxy.mode).unwrap_or_default(),
+    };
+    if mode != Mode::Record && spec.is_none() {
+        bail!(
+            "--mode {} needs --spec SERVER_SPEC to answer from",
+            mode.name()
+        );
+    }
+    if protocol == Protocol::Prox && !args.cmd.is_empty() {
+        if mode != Mode::Record {
+            bail!(
+                "--mode {} is not available for the prox wrapper yet; it records",
+                mode.name()
+            );
+        }
+        if args.upstream.is_some() {
+            bail!(
+                "--upstream does not apply to the prox wrapper: the plugin's `ready` names its socket"
+            );
+        }
+        let end = prox_proxy::run(ProxWrapperOptions {
+            command: StartCmd::Argv(args.cmd),
+            listen: args.listen,
+            record: args.record,
+            strict: args.strict,
+            redact: args.redact,
+            limits: Limits {
+                max_message: args.max_message.min(plugtap::codec::prox::MAX_FRAME),
+                max_depth: args.max_depth,
+            },
+            full_values: full,
+            wait: args.wait,
+        })
+        .await?;
+        return Ok(match end.exit_code() {
+            0 => Outcome::Passed,
+            code => Outcome::Code(code),
+        });
     }
     let listen = args.listen.or_else(|| spec.and_then(|s| s.socket.clone()));
     let upstream = args
         .upstream
         .or_else(|| spec.and_then(|s| s.proxy.upstream.clone()));
+    // Replay has no real server; the recording names the spec instead.
+    let upstream = match (mode, upstream) {
+        (Mode::Replay, Some(u)) => {
+            tracing::warn!(
+                "--mode replay ignores the upstream {}: answers come from the spec",
+                u.display()
+            );
+            spec.map(|s| PathBuf::from(&s.source))
+        }
+        (Mode::Replay, None) => spec.map(|s| PathBuf::from(&s.source)),
+        (_, u) => u,
+    };
     let (Some(listen), Some(upstream)) = (listen, upstream) else {
-        bail!("the proxy needs --listen and --upstream (or a spec's `socket` and `upstream`)");
+        bail!(
+            "the proxy needs --listen and --upstream (or a spec's `socket` and `upstream`; \
+             --mode replay needs no upstream)"
+        );
     };
     if listen == upstream {
         bail!(
@@ -153,15 +256,25 @@ pub async fn proxy(
         start_cmd,
         protocol,
         limits: Limits {
-            max_message: args.max_message,
+            max_message: match protocol {
+                Protocol::Prox => args.max_message.min(plugtap::codec::prox::MAX_FRAME),
+                _ => args.max_message,
+            },
             max_depth: args.max_depth,
         },
         full_values: full,
         wait: args.wait,
         grace: args.grace,
+        mode,
+        spec: spec.map(|s| s.server.clone()),
+        report: args.report,
     };
-    let end = proxy::run(opts, shutdown).await?;
+    if args.verify && mode == Mode::Record {
+        bail!("--verify is for --mode replay and new (what the spec answered)");
+    }
+    let (end, report) = proxy::run(opts, shutdown).await?;
     Ok(match end.exit_code() {
+        0 if args.verify && report.is_some_and(|r| !r.passed) => Outcome::Failed,
         0 => Outcome::Passed,
         code => Outcome::Code(code),
     })
@@ -187,6 +300,9 @@ pub async fn from_spec(
         wait: Duration::from_secs(10),
         grace: Duration::from_secs(5),
         go: GoPluginArgs::default(),
+        mode: None,
+        report: None,
+        verify: false,
         cmd: vec![],
     };
     proxy(args, Some(spec), full, shutdown).await

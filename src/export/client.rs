@@ -50,8 +50,25 @@ impl ClientExport {
         }
     }
 
-    fn exchange(&mut self, ex: Exchange, dialect: &dyn Dialect) {
-        let Some(reply) = ex.reply else {
+    fn exchange(&mut self, mut ex: Exchange, dialect: &dyn Dialect) {
+        if ex.reply.is_none() && dialect.one_way(&ex.method) {
+            // Sent as recorded, with nothing to expect.
+            self.conns.insert(ex.conn);
+            self.steps.push(StepOut {
+                request_seq: ex.request_seq,
+                conn: ex.conn,
+                method: ex.method,
+                params: ex.params,
+                reply: Reply {
+                    error: Json::Null,
+                    result: Json::Null,
+                },
+                result: None,
+                capture: IndexMap::new(),
+            });
+            return;
+        }
+        let Some(reply) = ex.reply.take() else {
             tracing::warn!(
                 "connection {}: {} got no reply in the recording; the step is left out",
                 ex.conn,
@@ -124,12 +141,6 @@ impl ClientExport {
             }
         }
         let result = reply.error.is_null().then_some(result);
-        // The prepared `result` is what the step expects; the recorded one
-        // is not needed any more.
-        let reply = Reply {
-            error: reply.error,
-            result: Json::Null,
-        };
         self.steps.push(StepOut {
             request_seq: ex.request_seq,
             conn: ex.conn,
@@ -233,25 +244,29 @@ impl SinkOut for ClientExport {
             .into_iter()
             .map(|s| {
                 let mut step = Map::new();
-                if several {
+                if several && dialect.conn_labels() {
                     let (n, _) = numbers.insert_full(s.conn);
                     step.insert("conn".into(), json!(n + 1));
                 }
                 step.insert("method".into(), json!(s.method));
                 step.insert("params".into(), s.params);
-                step.insert("expect".into(), dialect.client_expect(&s.reply, s.result));
+                let expect = dialect.client_expect(&s.reply, s.result);
+                if !expect.is_null() {
+                    step.insert("expect".into(), expect);
+                }
                 if !s.capture.is_empty() {
                     step.insert("capture".into(), json!(s.capture));
                 }
                 Json::Object(step)
             })
             .collect();
-        json!({
-            "role": "client",
-            "protocol": dialect.protocol().name(),
-            "socket": self.socket,
-            "try_methods": steps,
-        })
+        let mut spec = Map::new();
+        spec.insert("role".into(), json!("client"));
+        spec.insert("protocol".into(), json!(dialect.protocol().name()));
+        spec.insert("socket".into(), json!(self.socket));
+        spec.extend(dialect.client_extra());
+        spec.insert("try_methods".into(), Json::Array(steps));
+        Json::Object(spec)
     }
 }
 

@@ -22,13 +22,19 @@
 //! export keeps the steps it writes.
 //!
 //! Adding a protocol means implementing [`Dialect`] (see ARCHITECTURE.md)
-//! and naming it in [`dialect_for`].
+//! and naming it in [`dialect_for`]. go-plugin ([`goplugin`]) pairs its
+//! streams through the same trait but writes its own spec format
+//! ([`goplugin_spec`]).
 
 pub mod captures;
 pub mod client;
+pub mod goplugin;
+pub mod goplugin_spec;
 pub mod leaves;
 pub mod msgpack;
 pub mod output;
+pub mod protobuf;
+pub mod prox;
 pub mod server;
 
 use std::io::BufRead;
@@ -38,7 +44,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value as Json};
 
 use crate::protocol::Protocol;
-use crate::record::{FrameEvent, Line, Reader};
+use crate::record::{FrameEvent, Header, Line, Reader};
 use crate::spec::Notification;
 
 /// Which spec to write.
@@ -66,16 +72,6 @@ pub enum ExportError {
     /// The file could not be read or a line is not valid.
     #[error(transparent)]
     Read(#[from] crate::record::ReadError),
-    /// The recording's protocol has no dialect yet.
-    #[error("{file}: export does not support {protocol} recordings yet (supported: {supported})")]
-    Unsupported {
-        /// File name.
-        file: String,
-        /// The recording's protocol.
-        protocol: Protocol,
-        /// Protocols export supports.
-        supported: String,
-    },
     /// A frame does not make sense in its place.
     #[error("{file}:{line}: {message}")]
     Frame {
@@ -149,6 +145,12 @@ pub trait Dialect {
     /// warns): a later reply may answer a request nobody saw.
     fn lost(&mut self, _conn: u64, _dir: crate::message::Direction) {}
 
+    /// Any other line of the recording (`open`, go-plugin's `handshake`
+    /// and `broker`, ...), for dialects that need them.
+    fn line(&mut self, _line: &Line) -> Vec<Item> {
+        vec![]
+    }
+
     /// Key names whose values change from run to run (timestamps, pids).
     fn volatile_keys(&self) -> &'static [&'static str];
 
@@ -160,11 +162,39 @@ pub trait Dialect {
     /// the `match` the core writes.
     fn server_reply(&self, reply: Option<&Reply>, entry: &mut Map<String, Json>);
 
-    /// The `expect` of a client step: `reply.error` as recorded, and the
+    /// The `expect` of a client step from the recorded reply and the
     /// result as the core prepared it (captures and volatile fields taken
-    /// out; `None`: no expectation on the result). `reply.result` is null
-    /// here.
+    /// out; `None`: no expectation on the result).
     fn client_expect(&self, reply: &Reply, result: Option<Json>) -> Json;
+
+    /// True when the protocol's client runs steps on the connections
+    /// their `conn` labels name (`ProtoBuf:1`'s runs them one after the
+    /// other, opening a new connection after a close, as Kong's pool).
+    fn conn_labels(&self) -> bool {
+        true
+    }
+
+    /// Spec-level keys a client spec needs besides its steps (for
+    /// `ProtoBuf:1`, Kong's recorded PDK answers in `on_pdk`).
+    fn client_extra(&self) -> Map<String, Json> {
+        Map::new()
+    }
+
+    /// True when `method` is one-way: it gets no reply by design (prox's
+    /// `on_disconnect`), so an exchange without one is complete. Clients
+    /// send such steps without an expectation.
+    fn one_way(&self, _method: &str) -> bool {
+        false
+    }
+
+    /// Feeds a recorded line that is neither a frame nor a connection's
+    /// end (prox's `stdio` lines, `child` events), for protocols whose
+    /// specs need more than the calls.
+    fn other_line(&mut self, _line: &Line) {}
+
+    /// Last touches to the finished spec (sections of the protocol's own,
+    /// such as prox's `prox`), with the recording's header.
+    fn finish_spec(&self, _target: Target, _header: &Header, _spec: &mut Map<String, Json>) {}
 
     /// A notification as a spec writes it (`on_connect`, `notify`).
     fn notification(&self, notification: &Notification) -> Json {
@@ -175,15 +205,13 @@ pub trait Dialect {
     }
 }
 
-/// The dialect for a protocol, or an error naming the ones supported.
-pub fn dialect_for(protocol: Protocol, file: &str) -> Result<Box<dyn Dialect>, ExportError> {
+/// The dialect for a protocol.
+pub fn dialect_for(protocol: Protocol) -> Box<dyn Dialect> {
     match protocol {
-        Protocol::MsgPack1 => Ok(Box::new(msgpack::MsgpackDialect::default())),
-        other => Err(ExportError::Unsupported {
-            file: file.to_owned(),
-            protocol: other,
-            supported: Protocol::MsgPack1.name().to_owned(),
-        }),
+        Protocol::MsgPack1 => Box::new(msgpack::MsgpackDialect::default()),
+        Protocol::ProtoBuf1 => Box::new(protobuf::ProtobufDialect::default()),
+        Protocol::Prox => Box::new(prox::ProxDialect::default()),
+        Protocol::GoPlugin => Box::new(goplugin::GoPluginDialect::default()),
     }
 }
 
@@ -206,7 +234,7 @@ pub fn export<R: BufRead>(
     opts: Options,
 ) -> Result<String, ExportError> {
     let header = reader.header().clone();
-    let mut dialect = dialect_for(header.protocol, file)?;
+    let mut dialect = dialect_for(header.protocol);
     if !header.redact.is_empty() {
         tracing::warn!(
             "{file} was recorded with --redact {}: the spec has \"[redacted]\" where the values were",
@@ -218,9 +246,11 @@ pub fn export<R: BufRead>(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let mut sink: Box<dyn SinkOut> = match opts.target {
-        Target::Server => Box::new(server::ServerExport::new(socket(&header.listen), opts)),
-        Target::Client => Box::new(client::ClientExport::new(socket(&header.listen), opts)),
+    let mut sink: Box<dyn SinkOut> = match (header.protocol, opts.target) {
+        // go-plugin specs have a format of their own.
+        (Protocol::GoPlugin, target) => goplugin_spec::sink(target, &header),
+        (_, Target::Server) => Box::new(server::ServerExport::new(socket(&header.listen), opts)),
+        (_, Target::Client) => Box::new(client::ClientExport::new(socket(&header.listen), opts)),
     };
     let mut open: IndexMap<u64, ()> = IndexMap::new();
     let mut items = 0u64;
@@ -251,7 +281,10 @@ pub fn export<R: BufRead>(
                 );
                 vec![]
             }
-            _ => vec![],
+            other => {
+                dialect.other_line(&other);
+                dialect.line(&other)
+            }
         };
         for item in produced {
             items += 1;
@@ -273,7 +306,11 @@ pub fn export<R: BufRead>(
         },
         header.protocol
     );
-    Ok(output::render(&comment, &sink.finish(dialect.as_ref())))
+    let mut spec = sink.finish(dialect.as_ref());
+    if let Some(map) = spec.as_object_mut() {
+        dialect.finish_spec(opts.target, &header, map);
+    }
+    Ok(output::render(&comment, &spec))
 }
 
 /// A spec builder: fed items, gives the spec's JSON.

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use h2::SendStream;
 use tokio_util::codec::Decoder as _;
 
-use super::event::ConnLabel;
+use super::event::{BrokerNote, ConnLabel, Event};
 use super::forward::{self, ForwardCtx};
 use super::frame::{self, Framed, MessageDecoder};
 use super::grpc;
@@ -81,7 +81,22 @@ impl Broker {
         } else {
             conn.client
         };
+        let note = |told: Option<String>, why: Option<&str>| {
+            let announced = format!("{}:{}", info.network, info.address);
+            let note = BrokerNote {
+                service_id: info.service_id,
+                announcer,
+                announced,
+                told,
+                note: why.map(str::to_owned),
+            };
+            ctx.emit(conn, 0, dir, Event::Broker(note));
+        };
         if info.knock || info.address.is_empty() {
+            note(
+                None,
+                Some("a multiplexing knock or no address: forwarded unchanged"),
+            );
             tracing::info!(
                 "{}: broker message for service {} from the {announcer} (knock or no address); forwarded unchanged",
                 conn.name,
@@ -93,6 +108,12 @@ impl Broker {
             "unix" => Address::Unix(info.address.clone().into()),
             "tcp" => Address::Tcp(info.address.clone()),
             other_net => {
+                note(
+                    None,
+                    Some(
+                        "a network plugtap cannot listen on: forwarded unchanged, that connection is not seen",
+                    ),
+                );
                 tracing::warn!(
                     "{}: broker service {} announced on network {other_net:?}; plugtap cannot listen there, forwarded unchanged (that connection will not be seen)",
                     conn.name,
@@ -111,6 +132,12 @@ impl Broker {
         let listener = match listener {
             Ok(l) => l,
             Err(e) => {
+                note(
+                    None,
+                    Some(&format!(
+                        "plugtap cannot listen ({e}): forwarded unchanged, that connection is not seen"
+                    )),
+                );
                 tracing::error!(
                     "{}: cannot listen for broker service {}: {e}; announcement forwarded unchanged (that connection will not be seen)",
                     conn.name,
@@ -125,6 +152,7 @@ impl Broker {
             conn.name,
             info.service_id
         );
+        note(Some(mine.to_string()), None);
         let rewritten = with_address(payload, mine.network(), &mine.addr_text());
         let (ctx, id) = (ctx.clone(), info.service_id);
         let (client, server) = (other, announcer);

@@ -14,9 +14,12 @@
 //! | trailers (status) | `grpc_trailers` | stream id | path | `{"status", "code", "message", "trailers"}`, `error` set when not OK |
 //! | reset / undecodable | `grpc_reset` / `malformed` | stream id | path | details, `problem` set |
 //!
-//! A recording can store each `Decoded` with its raw bytes as they are.
+//! Connection events (`ConnOpen`, `ConnClose`) and broker rewrites travel
+//! the same channel, so a recording ([`super::recording`]) sees them in
+//! forwarding order; each `Decoded` is stored with its raw bytes.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{Map, Value as Json, json};
@@ -75,6 +78,27 @@ pub enum Event {
     End,
     /// The stream was reset or failed.
     Reset(String),
+    /// The connection was accepted (stream 0).
+    ConnOpen,
+    /// The connection ended (stream 0); with why, when it failed.
+    ConnClose(Option<String>),
+    /// A broker announcement was rewritten (or could not be).
+    Broker(BrokerNote),
+}
+
+/// What plugtap did with one `plugin.GRPCBroker` announcement.
+#[derive(Debug, Clone)]
+pub struct BrokerNote {
+    /// Broker service id.
+    pub service_id: u64,
+    /// `host` or `plugin`: who announced it.
+    pub announcer: &'static str,
+    /// The announced address (`unix:/path`, `tcp:host:port`).
+    pub announced: String,
+    /// What the other side was told instead; `None` when forwarded unchanged.
+    pub told: Option<String>,
+    /// Why it was left unchanged.
+    pub note: Option<String>,
 }
 
 /// An [`Event`] with where it happened.
@@ -88,6 +112,21 @@ pub struct Observed {
     pub dir: Direction,
     /// What happened.
     pub event: Event,
+    /// When it was forwarded.
+    pub at: Instant,
+}
+
+impl Observed {
+    /// An event that happens now.
+    pub fn now(conn: Arc<ConnLabel>, stream: u32, dir: Direction, event: Event) -> Observed {
+        Observed {
+            conn,
+            stream,
+            dir,
+            event,
+            at: Instant::now(),
+        }
+    }
 }
 
 /// A decoded event.
@@ -99,57 +138,68 @@ pub struct Decoded {
     pub dir: Direction,
     /// The protocol-neutral view.
     pub view: MessageView,
-    /// The message bytes, for messages.
+    /// The message bytes, for messages (without the 5-byte prefix).
     pub raw: Option<Bytes>,
+    /// Where it starts among the stream's DATA bytes in its direction
+    /// (for events other than messages: the DATA bytes seen so far).
+    pub offset: u64,
+    /// When it was forwarded.
+    pub at: Instant,
 }
 
 impl Decoded {
     /// One log line: `c1 s1 host→plugin message #0 /proto.KV/Get proto.GetRequest {"key":"a"}`.
     pub fn line(&self, full: bool) -> String {
-        let v = &self.view;
-        let max = if full { usize::MAX } else { 200 };
-        let mut s = format!(
+        format!(
             "{} s{} {} {}",
             self.conn.name,
-            v.id.unwrap_or_default(),
+            self.view.id.unwrap_or_default(),
             self.conn.arrow(self.dir),
-            v.kind.label()
-        );
-        let m = v.method.as_deref().unwrap_or("");
-        match v.kind {
-            Kind::GrpcOpen => s.push_str(&format!(" {m}")),
-            Kind::GrpcMessage => {
-                let index = v.value["index"].as_u64().unwrap_or_default();
-                s.push_str(&format!(" #{index} {m}"));
-                if let Some(t) = v.value.get("type").and_then(Json::as_str) {
-                    s.push_str(&format!(
-                        " {t} {}",
-                        crate::message::shorten(&v.value["json"].to_string(), max)
-                    ));
-                } else if let Some(f) = v.value.get("fields") {
-                    s.push_str(&format!(
-                        " (no schema) {}",
-                        crate::message::shorten(&f.to_string(), max)
-                    ));
-                } else if let Some(n) = v.value.get("note").and_then(Json::as_str) {
-                    s.push_str(&format!(" ({n})"));
-                }
-            }
-            Kind::GrpcHeaders => s.push_str(&format!(" {m} {}", v.value["headers"])),
-            Kind::GrpcTrailers => match &v.error {
-                Some(e) => s.push_str(&format!(" {m} {e}")),
-                None => s.push_str(&format!(
-                    " {m} {}",
-                    v.value["status"].as_str().unwrap_or("?")
-                )),
-            },
-            _ => s.push_str(&format!(" {m}")),
-        }
-        if let Some(p) = &v.problem {
-            s.push_str(&format!(" ({p})"));
-        }
-        s
+            view_text(&self.view, full)
+        )
     }
+}
+
+/// A decoded event without its connection and direction:
+/// `message #0 /proto.KV/Get proto.GetRequest {"key":"a"}` (logs and
+/// `plugtap show`).
+pub fn view_text(v: &MessageView, full: bool) -> String {
+    let max = if full { usize::MAX } else { 200 };
+    let mut s = v.kind.label().to_owned();
+    let m = v.method.as_deref().unwrap_or("");
+    match v.kind {
+        Kind::GrpcOpen => s.push_str(&format!(" {m}")),
+        Kind::GrpcMessage => {
+            let index = v.value["index"].as_u64().unwrap_or_default();
+            s.push_str(&format!(" #{index} {m}"));
+            if let Some(t) = v.value.get("type").and_then(Json::as_str) {
+                s.push_str(&format!(
+                    " {t} {}",
+                    crate::message::shorten(&v.value["json"].to_string(), max)
+                ));
+            } else if let Some(f) = v.value.get("fields") {
+                s.push_str(&format!(
+                    " (no schema) {}",
+                    crate::message::shorten(&f.to_string(), max)
+                ));
+            } else if let Some(n) = v.value.get("note").and_then(Json::as_str) {
+                s.push_str(&format!(" ({n})"));
+            }
+        }
+        Kind::GrpcHeaders => s.push_str(&format!(" {m} {}", v.value["headers"])),
+        Kind::GrpcTrailers => match &v.error {
+            Some(e) => s.push_str(&format!(" {m} {e}")),
+            None => s.push_str(&format!(
+                " {m} {}",
+                v.value["status"].as_str().unwrap_or("?")
+            )),
+        },
+        _ => s.push_str(&format!(" {m}")),
+    }
+    if let Some(p) = &v.problem {
+        s.push_str(&format!(" ({p})"));
+    }
+    s
 }
 
 /// Headers as a JSON object (repeated names become arrays).

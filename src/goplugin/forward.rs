@@ -28,6 +28,9 @@ use crate::net::Stream;
 /// The broker stream's path.
 pub const BROKER_PATH: &str = "/plugin.GRPCBroker/StartStream";
 
+/// The path of the call a host stops a plugin with.
+pub const SHUTDOWN_PATH: &str = "/plugin.GRPCController/Shutdown";
+
 /// What every forwarded connection shares.
 #[derive(Debug)]
 pub struct ForwardCtx {
@@ -37,64 +40,64 @@ pub struct ForwardCtx {
     pub broker: Option<Broker>,
     /// Stops accepting and forwarding.
     pub cancel: CancellationToken,
+    /// Told when the host calls `GRPCController/Shutdown`.
+    pub shutdown_called: Arc<tokio::sync::Notify>,
 }
 
 impl ForwardCtx {
-    fn emit(&self, conn: &Arc<ConnLabel>, stream: u32, dir: Direction, event: Event) {
-        let _ = self.events.send(Observed {
-            conn: conn.clone(),
-            stream,
-            dir,
-            event,
-        });
+    /// Hands an event to the observer.
+    pub fn emit(&self, conn: &Arc<ConnLabel>, stream: u32, dir: Direction, event: Event) {
+        let _ = self
+            .events
+            .send(Observed::now(conn.clone(), stream, dir, event));
     }
 }
 
 /// Forwards one accepted connection to `label.upstream` until either side
 /// closes it or `ctx.cancel` fires.
 pub async fn connection(downstream: Stream, label: Arc<ConnLabel>, ctx: Arc<ForwardCtx>) {
-    let up = match label.upstream.connect().await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(
-                "{}: cannot connect to {}: {e}; closing the {}'s connection",
-                label.name,
-                label.upstream,
-                label.client
-            );
-            return;
-        }
-    };
-    let mut server = match grpc::server(downstream).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(
-                "{}: HTTP/2 handshake with the {} failed: {e} (is it speaking h2c gRPC?)",
-                label.name,
-                label.client
-            );
-            return;
-        }
-    };
-    let send = match grpc::client(up).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(
-                "{}: HTTP/2 handshake with the {} at {} failed: {e}",
-                label.name,
-                label.server,
-                label.upstream
-            );
-            return;
-        }
-    };
+    ctx.emit(&label, 0, Direction::ToServer, Event::ConnOpen);
+    let error = forward_connection(downstream, &label, &ctx).await.err();
+    if let Some(e) = &error {
+        tracing::error!("{}: {e}", label.name);
+    }
+    ctx.emit(&label, 0, Direction::ToServer, Event::ConnClose(error));
+}
+
+async fn forward_connection(
+    downstream: Stream,
+    label: &Arc<ConnLabel>,
+    ctx: &Arc<ForwardCtx>,
+) -> Result<(), String> {
+    let up = label.upstream.connect().await.map_err(|e| {
+        format!(
+            "cannot connect to {}: {e}; closing the {}'s connection",
+            label.upstream, label.client
+        )
+    })?;
+    let mut server = grpc::server(downstream).await.map_err(|e| {
+        format!(
+            "HTTP/2 handshake with the {} failed: {e} (is it speaking h2c gRPC?)",
+            label.client
+        )
+    })?;
+    let send = grpc::client(up).await.map_err(|e| {
+        format!(
+            "HTTP/2 handshake with the {} at {} failed: {e}",
+            label.server, label.upstream
+        )
+    })?;
     tracing::info!(
         "{}: {} connected; forwarding to {}",
         label.name,
         label.client,
         label.upstream
     );
+    let mut failed = None;
+    // Stream tasks, so the connection's close is reported after them.
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
+        while tasks.try_join_next().is_some() {}
         let next = tokio::select! {
             _ = ctx.cancel.cancelled() => break,
             next = server.accept() => next,
@@ -102,14 +105,10 @@ pub async fn connection(downstream: Stream, label: Arc<ConnLabel>, ctx: Arc<Forw
         match next {
             Some(Ok((req, respond))) => {
                 let (send, label, ctx) = (send.clone(), label.clone(), ctx.clone());
-                tokio::spawn(async move { stream(req, respond, send, label, ctx).await });
+                tasks.spawn(async move { stream(req, respond, send, label, ctx).await });
             }
             Some(Err(e)) => {
-                tracing::warn!(
-                    "{}: connection from the {} failed: {e}",
-                    label.name,
-                    label.client
-                );
+                failed = Some(format!("connection from the {} failed: {e}", label.client));
                 break;
             }
             None => break,
@@ -121,7 +120,15 @@ pub async fn connection(downstream: Stream, label: Arc<ConnLabel>, ctx: Arc<Forw
         poll_fn(|cx| server.poll_closed(cx)),
     )
     .await;
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(2), all_done)
+        .await
+        .is_err()
+    {
+        tasks.detach_all();
+    }
     tracing::info!("{}: closed", label.name);
+    failed.map_or(Ok(()), Err)
 }
 
 async fn stream(
@@ -192,6 +199,9 @@ async fn stream(
         }
     };
     let broker = path == BROKER_PATH;
+    if path == SHUTDOWN_PATH {
+        ctx.shutdown_called.notify_one();
+    }
     let req_task = if end {
         None
     } else {

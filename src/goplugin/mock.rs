@@ -54,6 +54,8 @@ struct Shared {
     events: mpsc::UnboundedSender<Observed>,
     stop: CancellationToken,
     known: Vec<String>,
+    /// What the mock announces on the broker stream.
+    announce: Vec<Bytes>,
 }
 
 /// Runs the mock until it is shut down; returns the exit code.
@@ -116,6 +118,8 @@ pub async fn run(spec: GoSpec, opts: MockOptions) -> Result<i32> {
             reflection: false,
             max_message: opts.max_message,
             full_values: opts.full_values,
+            redact: Default::default(),
+            record: None,
         },
         rx,
         None,
@@ -123,6 +127,7 @@ pub async fn run(spec: GoSpec, opts: MockOptions) -> Result<i32> {
     let stop = CancellationToken::new();
     let mut known: Vec<String> = spec.services.keys().cloned().collect();
     known.extend(spec.schemas.service_names());
+    let brokered = super::mock_broker::open(&spec.brokered, &path)?;
     let shared = Arc::new(Shared {
         spec,
         opts,
@@ -130,7 +135,29 @@ pub async fn run(spec: GoSpec, opts: MockOptions) -> Result<i32> {
         events: tx,
         stop: stop.clone(),
         known,
+        announce: brokered.announce,
     });
+    for (id, l) in brokered.listeners {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = shared.stop.cancelled() => break,
+                    a = l.accept() => a,
+                };
+                match accepted {
+                    Ok(stream) => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move { connection(stream, shared).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!("broker#{id}: accept failed: {e}");
+                        break;
+                    }
+                }
+            }
+        });
+    }
     let hosted = std::env::var_os(env::PROTOCOL_VERSIONS).is_some();
     loop {
         tokio::select! {
@@ -217,15 +244,15 @@ async fn serve_stream(
         (":path".to_owned(), path.clone()),
     ];
     shown.extend(grpc::header_pairs(&parts.headers));
-    let _ = shared.events.send(Observed {
-        conn: label.clone(),
-        stream: id,
-        dir: Direction::ToServer,
-        event: Event::Open {
+    let _ = shared.events.send(Observed::now(
+        label.clone(),
+        id,
+        Direction::ToServer,
+        Event::Open {
             path: path.clone(),
             headers: shown,
         },
-    });
+    ));
     let answer = Answer {
         conn: label,
         id,
@@ -254,15 +281,16 @@ async fn serve_stream(
         tokio::spawn(async move {
             while let Some(Ok(chunk)) = b.data().await {
                 let _ = b.flow_control().release_capacity(chunk.len());
-                let _ = reader_events.send(Observed {
-                    conn: reader_conn.clone(),
-                    stream: id,
-                    dir: Direction::ToServer,
-                    event: Event::Data(chunk),
-                });
+                let _ = reader_events.send(Observed::now(
+                    reader_conn.clone(),
+                    id,
+                    Direction::ToServer,
+                    Event::Data(chunk),
+                ));
             }
         });
-        answer.reply(&[], 0, "", Some(stop)).await;
+        let announce = shared.announce.clone();
+        answer.reply(&announce, 0, "", Some(stop)).await;
         return;
     }
     let requests = match answer

@@ -14,7 +14,8 @@
 //! * [`event`], [`observer`]: what the proxy saw, decoded off the
 //!   forwarding path into protocol-neutral views.
 //! * Roles: [`proxy`] (the wrapper a host launches instead of the plugin,
-//!   with [`forward`], [`broker`] and [`passthrough`]), [`mock`] (a mock
+//!   with [`forward`], [`broker`] and [`passthrough`], recording through
+//!   [`recording`] and [`stderr`]), [`mock`] (a mock
 //!   plugin from a spec, with [`services`]) and [`host`] (a stand-in host,
 //!   with [`host_streams`], [`launch`] and [`report`]); their spec format is [`spec`].
 
@@ -32,13 +33,17 @@ pub mod host;
 pub mod host_streams;
 pub mod launch;
 pub mod mock;
+mod mock_broker;
 pub mod observer;
 pub mod passthrough;
 pub mod proxy;
+mod proxy_rec;
+pub mod recording;
 pub mod reflection;
 pub mod report;
 pub mod schema;
 pub mod services;
 pub mod spec;
 mod spec_load;
+pub mod stderr;
 pub mod wire;

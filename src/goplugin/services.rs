@@ -44,12 +44,9 @@ pub struct Answer {
 
 impl Answer {
     fn emit(&self, dir: Direction, event: Event) {
-        let _ = self.events.send(Observed {
-            conn: self.conn.clone(),
-            stream: self.id,
-            dir,
-            event,
-        });
+        let _ = self
+            .events
+            .send(Observed::now(self.conn.clone(), self.id, dir, event));
     }
 
     /// Reads request messages until the client ends its side (or `max`

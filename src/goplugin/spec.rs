@@ -46,6 +46,9 @@ pub struct GoSpec {
     pub services: IndexMap<String, IndexMap<String, Vec<Entry>>>,
     /// What the mock sends on `GRPCStdio/StreamStdio`.
     pub stdio: Vec<StdioLine>,
+    /// Broker service ids the mock announces (each on a socket of its own
+    /// serving the same services).
+    pub brokered: Vec<u64>,
     /// The plugin the host starts.
     pub start_cmd: Option<StartCmd>,
     /// The host's calls.

@@ -80,6 +80,7 @@ pub fn load_str(text: &str, source: &str, base: &Path) -> Result<GoSpec, SpecErr
         socket: raw.socket.map(|s| base.join(s)),
         services,
         stdio: raw.stdio.unwrap_or_default(),
+        brokered: raw.brokered.unwrap_or_default(),
         start_cmd: raw.start_cmd,
         calls,
         health: raw.health.unwrap_or(true),
@@ -161,11 +162,24 @@ fn entry(e: RawEntry, at: &str) -> Result<Entry, String> {
         body(e.response, e.response_raw, e.response_hex, at, "response")?
             .into_iter()
             .collect();
-    if let Some(list) = e.responses {
+    let lists = match (e.responses, e.responses_raw) {
+        (Some(_), Some(_)) => {
+            return Err(format!("{at}: give either `responses` or `responses_raw`"));
+        }
+        (Some(l), None) => Some(l.into_iter().map(Body::Json).collect::<Vec<_>>()),
+        (None, Some(l)) => {
+            for r in &l {
+                super::wire::encode(r).map_err(|e| format!("{at}.responses_raw: {e}"))?;
+            }
+            Some(l.into_iter().map(Body::Raw).collect())
+        }
+        (None, None) => None,
+    };
+    if let Some(list) = lists {
         if !responses.is_empty() {
             return Err(format!("{at}: give either `response` or `responses`"));
         }
-        responses = list.into_iter().map(Body::Json).collect();
+        responses = list;
     }
     let status = match &e.status {
         None => 0,
@@ -200,11 +214,24 @@ fn call(c: RawCall, i: usize) -> Result<Call, String> {
     let mut requests: Vec<Body> = body(c.request, c.request_raw, c.request_hex, &at, "request")?
         .into_iter()
         .collect();
-    if let Some(list) = c.requests {
+    let lists = match (c.requests, c.requests_raw) {
+        (Some(_), Some(_)) => {
+            return Err(format!("{at}: give either `requests` or `requests_raw`"));
+        }
+        (Some(l), None) => Some(l.into_iter().map(Body::Json).collect::<Vec<_>>()),
+        (None, Some(l)) => {
+            for r in &l {
+                super::wire::encode(r).map_err(|e| format!("{at}.requests_raw: {e}"))?;
+            }
+            Some(l.into_iter().map(Body::Raw).collect())
+        }
+        (None, None) => None,
+    };
+    if let Some(list) = lists {
         if !requests.is_empty() {
             return Err(format!("{at}: give either `request` or `requests`"));
         }
-        requests = list.into_iter().map(Body::Json).collect();
+        requests = list;
     }
     if requests.is_empty() {
         requests.push(Body::Hex(Vec::new()));
@@ -265,6 +292,7 @@ struct RawSpec {
     socket: Option<PathBuf>,
     services: Option<IndexMap<String, IndexMap<String, Vec<RawEntry>>>>,
     stdio: Option<Vec<StdioLine>>,
+    brokered: Option<Vec<u64>>,
     start_cmd: Option<StartCmd>,
     calls: Option<Vec<RawCall>>,
     health: Option<bool>,
@@ -287,6 +315,7 @@ struct RawEntry {
     response_raw: Option<Json>,
     response_hex: Option<String>,
     responses: Option<Vec<Json>>,
+    responses_raw: Option<Vec<Json>>,
     status: Option<Json>,
     message: Option<String>,
     delay_ms: Option<u64>,
@@ -301,6 +330,7 @@ struct RawCall {
     request_raw: Option<Json>,
     request_hex: Option<String>,
     requests: Option<Vec<Json>>,
+    requests_raw: Option<Vec<Json>>,
     take: Option<usize>,
     broker: Option<u64>,
     timeout_s: Option<f64>,

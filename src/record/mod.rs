@@ -62,6 +62,15 @@ pub enum Line {
     Error(ErrorEvent),
     /// The wrapped pluginserver started or exited.
     Child(ChildEvent),
+    /// A line on a prox plugin's stdin or stdout, as the prox wrapper
+    /// relayed it.
+    Stdio(StdioEvent),
+    /// go-plugin: the plugin's handshake line and what the host was told.
+    Handshake(HandshakeEvent),
+    /// go-plugin: a `plugin.GRPCBroker` announcement and its rewrite.
+    Broker(BrokerEvent),
+    /// go-plugin: one line the plugin wrote on stderr (passed on unchanged).
+    Stderr(StderrEvent),
     /// The last line of a complete recording.
     End(End),
 }
@@ -79,7 +88,7 @@ pub struct Header {
     pub protocol: Protocol,
     /// The socket the proxy listened on (where Kong connects).
     pub listen: PathBuf,
-    /// The real server's socket.
+    /// The real server's socket (`replay` mode: the server spec).
     pub upstream: PathBuf,
     /// When recording started (RFC 3339, UTC).
     pub started_at: String,
@@ -89,10 +98,15 @@ pub struct Header {
     /// The wrapped server's command, in wrapper mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The proxy's mode when not `record`: `replay` (answers came from the
+    /// server spec named in `upstream`) or `new` (from the spec when it
+    /// had an answer, else from the real server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// Fields every event line has.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stamp {
     /// Position in the recording, from 1.
     pub seq: u64,
@@ -109,6 +123,18 @@ pub struct Open {
     pub stamp: Stamp,
     /// Connection id.
     pub conn: u64,
+    /// go-plugin: how logs name it (`3`, `4 broker#1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// go-plugin: who opened it (`host` or `plugin`; the gRPC client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// go-plugin: who serves it (`plugin` or `host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// go-plugin: where plugtap forwards it (`unix:/path`, `tcp:host:port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// `frame`.
@@ -224,6 +250,84 @@ pub struct ChildEvent {
     pub status: Option<String>,
 }
 
+/// `stdio`: one line on a prox plugin's stdin (`to_server`, prox → plugin)
+/// or stdout (`to_client`, plugin → prox).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StdioEvent {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    /// `stdin` or `stdout`.
+    pub stream: String,
+    /// Which way it travelled.
+    pub dir: Direction,
+    /// Offset of its first byte in that stream.
+    pub offset: u64,
+    /// Its length in bytes, newline included.
+    pub len: u64,
+    /// The line exactly as it arrived, base64; absent when redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    /// True when `--redact` changed the decoded form (and `raw` was dropped).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+    /// The decoded line.
+    pub msg: MessageView,
+    /// For a `ready`: the socket prox was told instead of the plugin's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten_socket: Option<String>,
+}
+
+/// `handshake` (go-plugin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandshakeEvent {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    /// The line the plugin printed (without its newline).
+    pub original: String,
+    /// The line plugtap printed to the host instead; absent when the
+    /// plugin's line was passed on unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten: Option<String>,
+    /// What a go-plugin host says about the original, when it refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why the traffic is relayed undecoded (AutoMTLS, net/rpc, yamux).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+}
+
+/// `broker` (go-plugin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerEvent {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    /// The connection whose broker stream carried it.
+    pub conn: u64,
+    /// Which way it travelled.
+    pub dir: Direction,
+    /// Broker service id.
+    pub service_id: u64,
+    /// Who announced it: `host` or `plugin`.
+    pub announcer: String,
+    /// The announced address (`unix:/path`, `tcp:host:port`).
+    pub announced: String,
+    /// What the other side was told instead; absent when unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub told: Option<String>,
+    /// Why it was left unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `stderr` (go-plugin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StderrEvent {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    /// The line, without its newline (invalid UTF-8 replaced).
+    pub text: String,
+}
+
 /// `end`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct End {
@@ -249,7 +353,30 @@ impl Line {
             Line::Close(e) => &e.stamp,
             Line::Error(e) => &e.stamp,
             Line::Child(e) => &e.stamp,
+            Line::Stdio(e) => &e.stamp,
+            Line::Handshake(e) => &e.stamp,
+            Line::Broker(e) => &e.stamp,
+            Line::Stderr(e) => &e.stamp,
             Line::End(e) => &e.stamp,
+        })
+    }
+
+    /// The event's stamp, to set (`None` for the header).
+    pub fn stamp_mut(&mut self) -> Option<&mut Stamp> {
+        Some(match self {
+            Line::Header(_) => return None,
+            Line::Open(e) => &mut e.stamp,
+            Line::Frame(e) => &mut e.stamp,
+            Line::Undecodable(e) => &mut e.stamp,
+            Line::Eof(e) => &mut e.stamp,
+            Line::Close(e) => &mut e.stamp,
+            Line::Error(e) => &mut e.stamp,
+            Line::Child(e) => &mut e.stamp,
+            Line::Handshake(e) => &mut e.stamp,
+            Line::Broker(e) => &mut e.stamp,
+            Line::Stderr(e) => &mut e.stamp,
+            Line::Stdio(e) => &mut e.stamp,
+            Line::End(e) => &mut e.stamp,
         })
     }
 
@@ -262,7 +389,13 @@ impl Line {
             Line::Eof(e) => Some(e.conn),
             Line::Close(e) => Some(e.conn),
             Line::Error(e) => e.conn,
-            Line::Header(_) | Line::Child(_) | Line::End(_) => None,
+            Line::Broker(e) => Some(e.conn),
+            Line::Header(_)
+            | Line::Child(_)
+            | Line::Handshake(_)
+            | Line::Stderr(_)
+            | Line::Stdio(_)
+            | Line::End(_) => None,
         }
     }
 }

@@ -22,10 +22,10 @@ use tokio::sync::mpsc;
 use super::json_out;
 use super::{
     ChildEvent, Close, End, Eof, ErrorEvent, FORMAT, FrameEvent, Header, Line, Open, ReplyInfo,
-    Stamp, UndecodableEvent, VERSION,
+    Stamp, StdioEvent, UndecodableEvent, VERSION,
 };
 use crate::conversation::Observed;
-use crate::message::Direction;
+use crate::message::{Direction, MessageView};
 use crate::net::ConnId;
 use crate::protocol::Protocol;
 
@@ -78,6 +78,21 @@ pub enum Entry {
         status: Option<String>,
         at: Instant,
     },
+    /// A line on a prox plugin's stdin or stdout.
+    Stdio {
+        stream: &'static str,
+        dir: Direction,
+        offset: u64,
+        raw: bytes::Bytes,
+        msg: MessageView,
+        /// `--redact` changed `msg`: `raw` is left out.
+        redacted: bool,
+        rewritten_socket: Option<String>,
+        at: Instant,
+    },
+    /// Any other line, made by the caller; the writer sets its stamp
+    /// (go-plugin's `open` with names, `handshake`, `broker`, `stderr`).
+    Line { line: Line, at: Instant },
     /// Stop: write the `end` line with this reason.
     Finish { reason: String },
 }
@@ -102,6 +117,7 @@ pub struct HeaderInfo {
     pub upstream: PathBuf,
     pub redact: Vec<String>,
     pub command: Option<String>,
+    pub mode: Option<String>,
 }
 
 /// What a finished recording holds.
@@ -143,6 +159,7 @@ impl Recorder {
             started_at: rfc3339(started),
             redact: info.redact,
             command: info.command,
+            mode: info.mode,
         });
         serde_json::to_writer(&mut out, &header)?;
         out.write_all(b"\n")?;
@@ -267,6 +284,10 @@ impl Writer {
             Entry::Open { conn, at } => Line::Open(Open {
                 stamp: self.stamp(at),
                 conn: conn.0,
+                name: None,
+                client: None,
+                server: None,
+                upstream: None,
             }),
             Entry::Observed {
                 conn,
@@ -357,6 +378,40 @@ impl Writer {
                 pid,
                 status,
             }),
+            Entry::Stdio {
+                stream,
+                dir,
+                offset,
+                raw,
+                msg,
+                redacted,
+                rewritten_socket,
+                at,
+            } => Line::Stdio(StdioEvent {
+                stamp: self.stamp(at),
+                stream: stream.into(),
+                dir,
+                offset,
+                len: raw.len() as u64,
+                raw: (!redacted).then(|| B64.encode(&raw)),
+                redacted,
+                msg,
+                rewritten_socket,
+            }),
+            Entry::Line { mut line, at } => {
+                // A second header is not an event line.
+                if line.stamp_mut().is_none() {
+                    return;
+                }
+                let stamp = self.stamp(at);
+                if let Some(s) = line.stamp_mut() {
+                    *s = stamp;
+                }
+                if matches!(line, Line::Frame(_)) {
+                    self.stats.frames += 1;
+                }
+                line
+            }
             Entry::Finish { .. } => return,
         };
         self.line(&line);

@@ -98,48 +98,9 @@ async fn connect_to(
             path.clone(),
         ));
     };
-    let mut socket = opts.socket.clone();
-    if socket.is_none() {
-        tracing::info!("no socket given; waiting for a go-plugin handshake on stdout");
-    }
-    let deadline = tokio::time::Instant::now() + opts.wait;
-    // With a socket already known, only a handshake printed right away
-    // can change it; without one, the handshake is the only way to learn it.
-    let patience = if socket.is_some() {
-        Duration::from_millis(300)
-    } else {
-        opts.wait
-    };
-    let lines = child.first_line();
-    let first_line = tokio::select! {
-        line = lines.get(patience) => line,
-        status = child.wait() => return Err(exited_early(child.display(), status)),
-    };
-    if let Some(addr) = first_line.as_deref().and_then(process::go_plugin_address) {
-        tracing::info!("go-plugin handshake names socket {}", addr.display());
-        socket = Some(addr);
-    }
-    let path = socket.ok_or_else(|| {
-        Error::Other(format!(
-            "no socket given and `{}` printed no go-plugin handshake",
-            child.display()
-        ))
-    })?;
-    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-    tokio::select! {
-        stream = net::connect_when_ready(&path, remaining) => Ok((stream?, path)),
-        status = child.wait() => Err(exited_early(child.display(), status)),
-    }
-}
-
-fn exited_early(cmd: &str, status: std::io::Result<std::process::ExitStatus>) -> Error {
-    match status {
-        Ok(s) => Error::Other(format!(
-            "`{cmd}` exited ({}) before its socket accepted connections",
-            process::describe(s)
-        )),
-        Err(e) => Error::Other(format!("waiting for `{cmd}`: {e}")),
-    }
+    let (path, stream) =
+        super::launch::connect_child(child, opts.socket.clone(), opts.wait).await?;
+    Ok((stream, path))
 }
 
 /// Runs every step in order, each on its step's connection (`conn`): the
@@ -155,20 +116,7 @@ async fn drive(
     let mut reports: Vec<StepReport> = steps
         .iter()
         .enumerate()
-        .map(|(index, s)| StepReport {
-            index,
-            name: s.name.clone(),
-            method: s.method.clone(),
-            status: StepStatus::NotRun,
-            msgid: None,
-            params: None,
-            error: None,
-            result: None,
-            notifications: vec![],
-            failures: vec![],
-            elapsed_ms: None,
-            pdk: vec![],
-        })
+        .map(|(index, s)| StepReport::blank(index, s))
         .collect();
     // Connection label -> (connection, last msgid); msgids count per connection.
     let mut conns: Vec<(Option<u64>, Connection<MsgpackCodec>, u32)> = Vec::new();
@@ -213,11 +161,7 @@ async fn drive(
             break;
         }
     }
-    let passed = reports.iter().all(|r| r.status == StepStatus::Passed);
-    Report {
-        passed,
-        steps: reports,
-    }
+    Report::new(reports)
 }
 
 /// Makes one call. Returns false when the connection cannot be used any more.
@@ -246,6 +190,10 @@ async fn call(
             return true;
         }
     };
+    if let Some(pattern) = step.expect.as_ref().and_then(|e| e.result.as_ref()) {
+        report.expected =
+            Some(template::substitute(pattern, vars).unwrap_or_else(|_| pattern.clone()));
+    }
     let mut stray = unsolicited::stray_bytes(conn, Duration::ZERO, opts.full_values).await;
     report.notifications.append(&mut stray.notifications);
     if let Some(complaint) = stray.complaint() {
@@ -323,7 +271,16 @@ async fn call(
                 settle(step, report, &error, &result, vars);
                 return true;
             }
-            Ok(RpcMessage::Response { msgid: got, .. }) => {
+            Ok(RpcMessage::Response {
+                msgid: got,
+                error,
+                result,
+            }) => {
+                report.strays.push(serde_json::json!({
+                    "msgid": got,
+                    "error": value_json::to_json(&error),
+                    "result": value_json::to_json(&result),
+                }));
                 report.failures.push(Failure::new(format!(
                     "response with msgid {got} while waiting for {msgid} \
                      (Kong fails with \"unexpected RPC response ID from Go plugin server\")"
@@ -390,6 +347,7 @@ pub(crate) fn settle(
         if let Some(pattern) = &expect.result {
             let pattern = template::substitute(pattern, vars).unwrap_or_else(|_| pattern.clone());
             let mismatches = matcher::diff(&pattern, &result_json);
+            report.expected = Some(pattern);
             if !mismatches.is_empty() {
                 report.failures.push(Failure {
                     message: "result does not match the expectation".into(),

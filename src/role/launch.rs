@@ -44,7 +44,28 @@ pub async fn launch(
         });
     };
     let mut child = Child::spawn(cmd)?;
+    let (socket, first) = connect_child(&mut child, socket, wait).await?;
+    Ok(Launched {
+        child: Some(child),
+        socket,
+        first,
+    })
+}
+
+/// Waits up to `wait` for the socket of a child plugtap started: the one
+/// given, or the one a go-plugin handshake on its first output line names.
+/// Fails early when the child exits first.
+pub(crate) async fn connect_child(
+    child: &mut Child,
+    socket: Option<PathBuf>,
+    wait: Duration,
+) -> Result<(PathBuf, UnixStream)> {
+    if socket.is_none() {
+        tracing::info!("no socket given; waiting for a go-plugin handshake on stdout");
+    }
     let deadline = tokio::time::Instant::now() + wait;
+    // With a socket already known, only a handshake printed right away
+    // can change it; without one, the handshake is the only way to learn it.
     let patience = if socket.is_some() {
         Duration::from_millis(300)
     } else {
@@ -71,11 +92,7 @@ pub async fn launch(
         stream = net::connect_when_ready(&socket, remaining) => stream?,
         status = child.wait() => return Err(exited_early(child.display(), status)),
     };
-    Ok(Launched {
-        child: Some(child),
-        socket,
-        first,
-    })
+    Ok((socket, first))
 }
 
 /// Terminates a child plugtap started, logging how it ended.

@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut as _, BytesMut};
-use hdrhistogram::Histogram;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{self, ClientOptions, StepReport, StepStatus};
+use super::client::{self, ClientOptions, StepReport};
+pub use super::load_report::{LoadReport, Percentiles};
+use super::load_report::{MAX_PROBLEMS, Tally, histogram, problem};
 use crate::codec::{MsgpackCodec, msgpack};
 use crate::error::{Error, Result};
 use crate::message::RpcMessage;
@@ -41,94 +41,6 @@ pub struct LoadOptions {
     pub concurrency: usize,
     /// Show progress on stderr (when it is a terminal).
     pub progress: bool,
-}
-
-/// What a load run measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct LoadReport {
-    /// Connections used.
-    pub connections: usize,
-    /// Calls answered.
-    pub calls: u64,
-    /// Replies carrying an error.
-    pub error_replies: u64,
-    /// Expectation failures (`expect`, captures).
-    pub failures: u64,
-    /// Connections that ended early (closed, malformed reply, timeout).
-    pub broken: u64,
-    /// Wall-clock seconds of the run.
-    pub seconds: f64,
-    /// Calls per second.
-    pub calls_per_sec: f64,
-    /// Latency percentiles, microseconds.
-    pub latency_us: Percentiles,
-    /// The first few problems, for people.
-    pub problems: Vec<String>,
-}
-
-/// Latency summary in microseconds.
-#[derive(Debug, Clone, Serialize)]
-pub struct Percentiles {
-    pub min: u64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-    pub mean: f64,
-}
-
-impl LoadReport {
-    /// True when every call was answered and every expectation held.
-    pub fn passed(&self) -> bool {
-        self.failures == 0 && self.broken == 0
-    }
-
-    /// A few readable lines.
-    pub fn render(&self) -> String {
-        let l = &self.latency_us;
-        let mut out = format!(
-            "{} calls on {} connections in {:.2} s: {:.0} calls/s\n\
-             latency µs: min {} p50 {} p90 {} p99 {} p99.9 {} max {} (mean {:.1})\n",
-            self.calls,
-            self.connections,
-            self.seconds,
-            self.calls_per_sec,
-            l.min,
-            l.p50,
-            l.p90,
-            l.p99,
-            l.p999,
-            l.max,
-            l.mean
-        );
-        if self.error_replies + self.failures + self.broken > 0 {
-            out.push_str(&format!(
-                "{} error replies, {} failed expectations, {} connections ended early\n",
-                self.error_replies, self.failures, self.broken
-            ));
-        }
-        for p in &self.problems {
-            out.push_str(&format!("  {p}\n"));
-        }
-        out
-    }
-}
-
-/// What one connection found.
-struct Tally {
-    hist: Histogram<u64>,
-    error_replies: u64,
-    failures: u64,
-    broken: bool,
-    problems: Vec<String>,
-}
-
-const MAX_PROBLEMS: usize = 5;
-
-fn histogram() -> Histogram<u64> {
-    // 1 µs to 10 min, 3 significant digits; the bounds are valid constants.
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
 /// Runs the load.
@@ -383,12 +295,6 @@ async fn worker(
     tally
 }
 
-fn problem(tally: &mut Tally, text: String) {
-    if tally.problems.len() < MAX_PROBLEMS {
-        tally.problems.push(text);
-    }
-}
-
 /// Method and params of a step that uses captured values.
 fn build(step: &Step, vars: &Vars) -> std::result::Result<BytesMut, String> {
     let params = template::substitute(&step.params, vars)?;
@@ -397,20 +303,9 @@ fn build(step: &Step, vars: &Vars) -> std::result::Result<BytesMut, String> {
 }
 
 fn scratch(step: &Step) -> StepReport {
-    StepReport {
-        index: 0,
-        name: None,
-        method: step.method.clone(),
-        status: StepStatus::NotRun,
-        msgid: None,
-        params: None,
-        error: None,
-        result: None,
-        notifications: vec![],
-        failures: vec![],
-        elapsed_ms: None,
-        pdk: vec![],
-    }
+    let mut r = StepReport::blank(0, step);
+    r.name = None;
+    r
 }
 
 /// Waits for the response to `msgid`, skipping notifications.

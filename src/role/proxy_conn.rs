@@ -17,6 +17,10 @@
 //! End of stream on one side is passed on as a half-close. A read or write
 //! error, `--strict` seeing undecodable bytes, or shutdown closes both
 //! sides.
+//!
+//! In `replay` and `new` modes the upstream side is one end of a socket
+//! pair whose other end the server role's connection loop serves
+//! (`SpecSide`); pumps and decoder are the same.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -36,6 +40,8 @@ use crate::protocol::Protocol;
 use crate::record::redact::Redactor;
 use crate::record::{Entry, RecordTx};
 
+use super::proxy_modes::SpecSide;
+
 /// Chunks queued for one connection's decoder before the pumps wait.
 const QUEUE: usize = 256;
 
@@ -50,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) strict: bool,
     pub(crate) full_values: bool,
     pub(crate) colour: bool,
+    /// `replay` and `new` modes: the spec that answers.
+    pub(crate) spec_side: Option<SpecSide>,
 }
 
 impl Shared {
@@ -60,6 +68,19 @@ impl Shared {
     pub(crate) async fn record(&self, entry: Entry) {
         if let Some(tx) = &self.record {
             tx.send(entry).await;
+        }
+    }
+
+    /// The connection that stands for the real server: the real one, or
+    /// in `replay`/`new` modes a socket pair served from the spec.
+    async fn open_upstream(
+        &self,
+        id: ConnId,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<UnixStream> {
+        match &self.spec_side {
+            None => UnixStream::connect(&self.upstream).await,
+            Some(side) => side.connect(&self.upstream, id, cancel).await,
         }
     }
 }
@@ -87,7 +108,7 @@ pub(crate) async fn serve(down: UnixStream, shared: Arc<Shared>, cancel: Cancell
             at: Instant::now(),
         })
         .await;
-    let up = match UnixStream::connect(&shared.upstream).await {
+    let up = match shared.open_upstream(id, &cancel).await {
         Ok(up) => up,
         Err(e) => {
             let error = format!(
@@ -281,12 +302,19 @@ async fn decode(
                     if tracing::enabled!(tracing::Level::INFO) {
                         log_frame(id, f, &shared);
                     }
+                    if let Some(problem) = &f.view.problem {
+                        tracing::warn!("{id} {} {problem}", f.dir.arrow());
+                    }
                     redacted
                 }
                 Observed::Undecodable(u) => {
                     tracing::warn!(
                         "{id} {} undecodable bytes at offset {} ({}): {}{}",
-                        paint(u.dir.arrow(), RED, shared.colour),
+                        paint(
+                            crate::show::arrow(shared.protocol, u.dir),
+                            RED,
+                            shared.colour
+                        ),
                         u.offset,
                         u.error,
                         hex(&u.raw[..u.raw.len().min(64)]),
@@ -324,6 +352,17 @@ async fn decode(
             })
             .await;
     }
+    for (dir, error) in conv.unanswered() {
+        tracing::warn!("{id} {error}");
+        shared
+            .record(Entry::Error {
+                conn: Some(id),
+                dir: Some(dir),
+                error,
+                at: last,
+            })
+            .await;
+    }
     tracing::debug!("{id} closed ({to_server} bytes K→S, {to_client} bytes S→K)");
     shared
         .record(Entry::Close {
@@ -354,7 +393,11 @@ fn log_frame(id: ConnId, f: &conversation::Frame, shared: &Shared) {
         Direction::ToServer => CYAN,
         Direction::ToClient => MAGENTA,
     };
-    let arrow = paint(f.dir.arrow(), colour, shared.colour);
+    let arrow = paint(
+        crate::show::arrow(shared.protocol, f.dir),
+        colour,
+        shared.colour,
+    );
     let summary = summary(&f.view, f.reply.as_ref(), shared.full_values);
     tracing::info!("{id} {arrow} {summary}");
 }

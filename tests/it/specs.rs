@@ -31,6 +31,22 @@ const EXERCISED: &[(&str, &str)] = &[
         "pb_roles::full_event_cycle_between_client_and_server_roles",
     ),
     (
+        "pb-mock-faults.json",
+        "pb_inject::each_fault_is_reported_by_the_client_and_recorded_by_the_proxy",
+    ),
+    (
+        "pb-kong-go-peer.json",
+        "pb_kong::requests_run_through_the_pb_mock_with_kongs_lifecycle_and_answers",
+    ),
+    (
+        "export-go-pdk-event-cycle-server.json",
+        "pb_export::committed_go_pdk_exports_are_up_to_date_and_replay",
+    ),
+    (
+        "export-go-pdk-event-cycle-client.json",
+        "pb_export::committed_go_pdk_exports_are_up_to_date_and_replay",
+    ),
+    (
         "kong-hello.json",
         "kong::one_line_spec_runs_a_request_through_the_python_plugin",
     ),
@@ -85,6 +101,22 @@ const EXERCISED: &[(&str, &str)] = &[
     (
         "export-python-interleaved-client.json",
         "export_roundtrip::committed_exports_replay",
+    ),
+    (
+        "export-prox-python-server.json",
+        "export_prox::a_recording_exported_as_a_mock_answers_as_the_plugin_did",
+    ),
+    (
+        "export-prox-python-client.json",
+        "export_prox::an_exported_client_spec_passes_against_a_fresh_plugin",
+    ),
+    (
+        "export-goplugin-python-kv-server.json",
+        "goplugin::export::committed_exports_match_a_fresh_export_and_replay",
+    ),
+    (
+        "export-goplugin-python-kv-client.json",
+        "goplugin::export::committed_exports_match_a_fresh_export_and_replay",
     ),
 ];
 

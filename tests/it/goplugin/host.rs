@@ -206,3 +206,81 @@ fn run_picks_the_role_of_a_go_plugin_spec_as_written() {
         "{stderr}"
     );
 }
+
+/// A mock whose Shutdown is answered from its spec, so it keeps running.
+const DEAF_MOCK: &str = r#"{"protocol": "go-plugin", "role": "server",
+ "handshake": {"magic_cookie_key": "BASIC_PLUGIN", "magic_cookie_value": "hello", "app_versions": [1]},
+ "services": {"plugin.GRPCController": {"Shutdown": [{"response": {}}]}}}"#;
+
+const NO_CALLS: &str = r#"{"protocol": "go-plugin", "role": "client",
+ "handshake": {"magic_cookie_key": "BASIC_PLUGIN", "magic_cookie_value": "hello", "app_versions": [1]},
+ "calls": []}"#;
+
+/// Runs the host (no calls) against `start_cmd`; returns its report, its
+/// stderr and how long it took.
+fn host_stopping(dir: &std::path::Path, start_cmd: &str) -> (Json, String, std::time::Duration) {
+    let spec = super::client_spec(dir, "client.json", NO_CALLS);
+    let start = std::time::Instant::now();
+    let out = support::run(
+        dir,
+        &[
+            "client",
+            "--spec",
+            spec.to_str().unwrap(),
+            "--start-cmd",
+            start_cmd,
+            "--json",
+        ],
+    );
+    let took = start.elapsed();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    (serde_json::from_str(&out.stdout).unwrap(), out.stderr, took)
+}
+
+#[test]
+fn a_plugin_that_ignores_shutdown_is_killed_after_the_hosts_grace() {
+    let dir = support::tmpdir();
+    let mock = super::client_spec(dir.path(), "deaf.json", DEAF_MOCK);
+    let cmd = format!(
+        "{} server --spec {}",
+        support::bin().display(),
+        mock.display()
+    );
+    let (report, log, took) = host_stopping(dir.path(), &cmd);
+    assert_eq!(
+        report["shutdown"],
+        "plugin failed to exit gracefully; killed (signal SIGKILL)"
+    );
+    assert!(log.contains("plugin failed to exit gracefully"), "{log}");
+    // Shutdown answered, then go-plugin's 2 s, then SIGKILL.
+    assert!(took >= std::time::Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn through_the_wrapper_a_plugin_that_ignores_shutdown_is_not_left_running() {
+    let dir = support::tmpdir();
+    let mock = super::client_spec(dir.path(), "deaf.json", DEAF_MOCK);
+    let inner = format!(
+        "{} server --spec {}",
+        support::bin().display(),
+        mock.display()
+    );
+    let (report, log, _) = host_stopping(dir.path(), &super::wrapped(&inner, ""));
+    // The wrapper kills the plugin before the host's 2 s are over (the
+    // host would kill only the wrapper) and exits with its status.
+    assert_eq!(report["shutdown"], "exited after Shutdown (exit code 137)");
+    assert!(
+        log.contains("the plugin did not exit 1.5s after the host's Shutdown call; killing it"),
+        "{log}"
+    );
+    let pid: i32 = log
+        .lines()
+        .find(|l| l.contains("[plugin]") && l.contains("started plugin"))
+        .and_then(|l| l.rsplit("(pid ").next())
+        .and_then(|p| p.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no plugin pid in\n{log}"));
+    assert!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(),
+        "the plugin (pid {pid}) is still running"
+    );
+}

@@ -5,10 +5,12 @@
 //! decoders through the public API.
 
 mod decode;
+mod export;
 mod handshake;
 mod host;
 mod observe;
 mod proxy;
+mod record;
 
 use std::path::{Path, PathBuf};
 

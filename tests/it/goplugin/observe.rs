@@ -37,13 +37,7 @@ fn observe(events: Vec<(Direction, Event)>) -> Vec<Decoded> {
             upstream: Address::Unix("/nonexistent".into()),
         });
         for (dir, event) in events {
-            tx.send(Observed {
-                conn: conn.clone(),
-                stream: 3,
-                dir,
-                event,
-            })
-            .unwrap();
+            tx.send(Observed::now(conn.clone(), 3, dir, event)).unwrap();
         }
         drop(tx);
         let opts = ObserverOptions {
@@ -51,6 +45,8 @@ fn observe(events: Vec<(Direction, Event)>) -> Vec<Decoded> {
             reflection: false,
             max_message: 1024,
             full_values: false,
+            redact: Default::default(),
+            record: None,
         };
         observer::run(opts, rx, Some(sink)).await;
         let mut v = Vec::new();

@@ -87,8 +87,21 @@ fn terminate(child: &mut std::process::Child) {
 
 /// Starts the wrapper directly, as a host would, with `env` added.
 fn start_wrapper(dir: &std::path::Path, cmd: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    start_wrapper_with(dir, &[], cmd, env)
+}
+
+/// [`start_wrapper`] with more wrapper options.
+fn start_wrapper_with(
+    dir: &std::path::Path,
+    opts: &[&str],
+    cmd: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Child {
     let mut c = Command::new(support::bin());
-    c.args(["proxy", "--protocol", "go-plugin", "--"]).args(cmd);
+    c.args(["proxy", "--protocol", "go-plugin"])
+        .args(opts)
+        .arg("--")
+        .args(cmd);
     c.current_dir(dir)
         .env("PLUGIN_UNIX_SOCKET_DIR", dir)
         .stdin(Stdio::null())
@@ -190,7 +203,13 @@ fn a_garbage_first_line_goes_to_the_host_unchanged_with_a_diagnosis() {
 fn auto_mtls_traffic_is_relayed_byte_for_byte_and_reported() {
     let dir = support::tmpdir();
     let echo = support::root().join("tests/peers/goplugin/echo_plugin.py");
-    let mut child = start_wrapper(dir.path(), &["python3", echo.to_str().unwrap()], &[]);
+    let rec = dir.path().join("mtls.jsonl");
+    let mut child = start_wrapper_with(
+        dir.path(),
+        &["--record", rec.to_str().unwrap()],
+        &["python3", echo.to_str().unwrap()],
+        &[],
+    );
     let mut line = String::new();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     stdout.read_line(&mut line).unwrap();
@@ -227,6 +246,18 @@ fn auto_mtls_traffic_is_relayed_byte_for_byte_and_reported() {
         err.contains("10000 bytes host→plugin and 10000 bytes plugin→host (not decoded)"),
         "{err}"
     );
+    // The recording says why nothing was decoded and what went through.
+    use plugtap::record::Line;
+    let lines = crate::proxy::lines(&rec);
+    assert!(
+        lines.iter().any(|l| matches!(l,
+        Line::Handshake(h) if h.relay.as_deref().is_some_and(|r| r.starts_with("AutoMTLS is on"))))
+    );
+    assert!(lines.iter().any(|l| matches!(l, Line::Open(_))));
+    assert!(lines.iter().any(|l| matches!(l,
+        Line::Close(c) if (c.to_server, c.to_client) == (10_000, 10_000))));
+    assert!(!lines.iter().any(|l| matches!(l, Line::Frame(_))));
+    assert!(matches!(lines.last(), Some(Line::End(_))));
 }
 
 #[test]

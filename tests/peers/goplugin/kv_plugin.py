@@ -10,7 +10,8 @@ Unix socket.
 
 Environment: BASIC_PLUGIN=hello is required (the magic cookie, checked as a
 Go plugin checks it); KV_PLUGIN_NETWORK=tcp listens on 127.0.0.1 instead of
-a Unix socket. Generated stubs come from scripts/setup-goplugin-peer.sh.
+a Unix socket; KV_PLUGIN_DIE_ON_PUT=KEY makes the process exit (code 3)
+in the middle of a Put of that key, before answering. Generated stubs come from scripts/setup-goplugin-peer.sh.
 """
 
 import json
@@ -54,6 +55,9 @@ class KV(kv_pb2_grpc.KVServicer):
         return kv_pb2.GetResponse(value=self.data[request.key])
 
     def Put(self, request, context):
+        if request.key == os.environ.get("KV_PLUGIN_DIE_ON_PUT"):
+            log("error", "dying in the middle of a call", key=request.key)
+            os._exit(3)
         self.data[request.key] = request.value
         log("debug", "put", key=request.key)
         return empty_pb2.Empty()
