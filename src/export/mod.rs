@@ -64,6 +64,9 @@ pub struct Options {
     /// Keep volatile fields (timestamps, pids) in expectations and
     /// notifications instead of leaving them out.
     pub keep_volatile: bool,
+    /// Client specs: replay the connections at the same time, as recorded
+    /// (`"concurrent": true`), instead of one call at a time.
+    pub concurrent: bool,
 }
 
 /// Why a recording cannot be exported.

@@ -8,6 +8,7 @@
 //! [`crate::spec::Spec`]. They never parse bytes themselves.
 
 pub mod client;
+mod client_concurrent;
 mod faults;
 pub mod kong_client;
 pub mod kong_event;

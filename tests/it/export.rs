@@ -85,6 +85,7 @@ fn exported(path: &Path, target: Target, keep_volatile: bool) -> Json {
         Options {
             target,
             keep_volatile,
+            concurrent: false,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -195,6 +196,7 @@ fn same_params_different_replies_cycle_and_overlapping_matches_are_exact() {
     let opts = Options {
         target: Target::Server,
         keep_volatile: false,
+        concurrent: false,
     };
     assert_eq!(
         export::export_file(&rec, opts).unwrap(),
@@ -503,4 +505,50 @@ fn a_reply_to_a_malformed_request_is_left_out_with_a_warning() {
     );
     let spec: Json = serde_json_lenient::from_str(&out.stdout).unwrap();
     assert_eq!(spec["try_methods"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn concurrent_clients_share_captures_and_never_wait_forever() {
+    let dir = support::tmpdir();
+    let mock = dir.path().join("mock.json");
+    std::fs::write(
+        &mock,
+        r#"{"role": "server", "on_methods": {
+            "plugin.StartInstance": [{"result": {"Id": 9}}],
+            "plugin.HandleEvent": [{"match": [{"InstanceId": 9}], "result": {"EventId": 4}}]}}"#,
+    )
+    .unwrap();
+    let mut server = support::mock_server(dir.path(), &mock, "m.sock", &[]);
+    // Connection 2 starts at once but needs the id connection 1
+    // captures, so it waits for it.
+    let good = dir.path().join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"role": "client", "concurrent": true, "try_methods": [
+            {"conn": 1, "method": "plugin.StartInstance", "params": [{}], "capture": {"id": "Id"}},
+            {"conn": 2, "method": "plugin.HandleEvent", "params": [{"InstanceId": "${id}"}],
+             "expect": {"result": {"EventId": 4}}}]}"#,
+    )
+    .unwrap();
+    let out = support::run(
+        dir.path(),
+        &["client", "--spec", "good.json", "--socket", "m.sock"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // A capture that never happens fails the step that needs it.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"role": "client", "concurrent": true, "try_methods": [
+            {"conn": 1, "method": "plugin.StartInstance", "params": [{}], "capture": {"id": "Nope"}},
+            {"conn": 2, "method": "plugin.HandleEvent", "params": [{"InstanceId": "${id}"}]}]}"#,
+    )
+    .unwrap();
+    let out = support::run(
+        dir.path(),
+        &["client", "--spec", "bad.json", "--socket", "m.sock"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("is never captured"), "{}", out.stderr);
+    assert_eq!(server.interrupt(), 0);
 }
