@@ -19,6 +19,9 @@ use crate::net::{self, Connection};
 use crate::spec::Step;
 use crate::spec::template::{self, Vars};
 
+/// Steps of one connection, with their index in the spec.
+type Steps = Vec<(usize, Step)>;
+
 struct State {
     vars: Vars,
     running: usize,
@@ -95,7 +98,7 @@ pub(super) async fn drive(
     opts: &ClientOptions,
     shutdown: &CancellationToken,
 ) -> Report {
-    let mut groups: Vec<(Option<u64>, Vec<(usize, Step)>)> = Vec::new();
+    let mut groups: Vec<(Option<u64>, Steps)> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         match groups.iter_mut().find(|(label, _)| *label == step.conn) {
             Some((_, list)) => list.push((i, step.clone())),
@@ -146,7 +149,7 @@ async fn run_connection(
     label: Option<u64>,
     conn: Option<Connection<MsgpackCodec>>,
     path: PathBuf,
-    steps: Vec<(usize, Step)>,
+    steps: Steps,
     opts: ClientOptions,
     shutdown: CancellationToken,
     shared: Arc<Shared>,
