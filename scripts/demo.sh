@@ -8,7 +8,11 @@
 #     real Python pluginserver (PyPI kong-pdk, installed first) itself.
 #  4. the Kong emulation: one request through the real plugin, answered as
 #     Kong answers (specs/kong-hello.json);
-#  5. `plugtap check` against the real Python pluginserver.
+#  5. `plugtap check` against the real Python pluginserver;
+#  6. capture -> export -> replay: the recording of step 3 becomes a mock
+#     (`plugtap export --as server`) that answers the client as the real
+#     server did, and Kong's side (`--as client`), replayed against a fresh
+#     Python server that hands out other ids.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-python-peer.sh
@@ -60,3 +64,22 @@ echo "== 5. plugtap check: does the real Python server behave the way Kong needs
 "$bin" -q check --socket "$work/check.sock" --plugin hello_peer \
   --start-cmd ".venv-peer/bin/kong-python-pluginserver -d tests/peers/python -p $work --socket-name check.sock" \
   --query-cmd ".venv-peer/bin/kong-python-pluginserver -d tests/peers/python --dump-all-plugins"
+
+echo
+echo "== 6. capture -> export -> replay, from the recording of step 3"
+"$bin" export "$work/py.jsonl" --as server -o "$work/exported-server.json"
+"$bin" export "$work/py.jsonl" --as client -o "$work/exported-client.json"
+echo "-- the exported client spec (server-generated ids are captures):"
+grep -E '"(params|capture)"' "$work/exported-client.json"
+"$bin" -q server --spec "$work/exported-server.json" --socket "$work/exported.sock" >/dev/null &
+server_pid=$!
+wait_sock "$work/exported.sock"
+echo "-- the hand-written client against the exported mock:"
+"$bin" -q client --spec specs/client-event-cycle.json --socket "$work/exported.sock"
+kill -INT "$server_pid"; wait "$server_pid" || true; server_pid=""
+echo "-- the exported client against a fresh Python server, after another client took ids 0..2:"
+.venv-peer/bin/kong-python-pluginserver -d tests/peers/python -p "$work" --socket-name fresh.sock 2>/dev/null &
+server_pid=$!
+wait_sock "$work/fresh.sock"
+"$bin" -q client --spec specs/client-interleaved.json --socket "$work/fresh.sock"
+"$bin" -q client --spec "$work/exported-client.json" --socket "$work/fresh.sock"

@@ -15,6 +15,7 @@
 //! each followed by a `HandleEvent` on a fresh connection to see whether
 //! the server survived.
 
+mod pb;
 mod probes;
 mod query_cmd;
 mod robustness;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::Limits;
 use crate::exit::Outcome;
 use crate::kong::query::QueryReport;
+use crate::protocol::Protocol;
 use crate::role::launch;
 use crate::spec::StartCmd;
 
@@ -104,6 +106,9 @@ pub struct CheckOptions {
     pub full_values: bool,
     /// Connections for `concurrent_events`.
     pub connections: usize,
+    /// The protocol to speak; by default the one the query output names,
+    /// else `MsgPack:1`.
+    pub protocol: Option<Protocol>,
 }
 
 /// pass, fail or skip.
@@ -295,10 +300,18 @@ pub async fn run(opts: &CheckOptions, shutdown: CancellationToken) -> CheckRepor
             return finish(opts, protocol, checks, query);
         }
     };
-    if protocol != "MsgPack:1" {
+    if let Some(p) = opts.protocol {
+        protocol = p.name().to_owned();
+    }
+    if protocol == "ProtoBuf:1" {
+        drop(launched.first);
+        checks.extend(pb::run(opts, &phase, &shutdown).await);
+    } else if protocol != "MsgPack:1" {
         skip_rest(
             &mut checks,
-            &format!("the query output says {protocol}; these checks speak MsgPack:1"),
+            &format!(
+                "the query output says {protocol}; these checks speak MsgPack:1 and ProtoBuf:1"
+            ),
         );
     } else {
         drop(launched.first);

@@ -57,6 +57,11 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub connections: usize,
 
+    /// Protocol to speak (default: what the query output says, else
+    /// MsgPack:1).
+    #[arg(long, value_name = "NAME", value_parser = crate::cli::parse_protocol)]
+    pub protocol: Option<plugtap::protocol::Protocol>,
+
     /// Print the full report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -94,6 +99,7 @@ pub async fn check(
         limits: Limits::default(),
         full_values: full,
         connections: args.connections,
+        protocol: args.protocol,
     };
     let report = check::run(&opts, shutdown).await;
     eprint!("{}", report.render());
@@ -112,7 +118,10 @@ pub fn help() -> String {
          --start-cmd 'kong-python-pluginserver -d plugins -p /tmp/ps --socket-name py.sock' \\\n      \
          --query-cmd 'kong-python-pluginserver -d plugins --dump-all-plugins'\n\n  \
          # A server that is already running, report as JSON:\n  \
-         plugtap check --socket /usr/local/kong/my-plugin.socket --plugin my-plugin --json\n\n\
+         plugtap check --socket /usr/local/kong/my-plugin.socket --plugin my-plugin --json\n\n  \
+         # A go-pdk (ProtoBuf:1) plugin; its -dump output names the protocol:\n  \
+         plugtap check --socket /tmp/k/my-plugin.socket --plugin my-plugin \\\n      \
+         --start-cmd 'my-plugin -kong-prefix /tmp/k' --query-cmd 'my-plugin -dump'\n\n\
          Checks, in order:\n",
     );
     for (name, what) in check::CHECKS {

@@ -101,7 +101,10 @@ pub async fn drive(
         full_values: full,
     };
     if spec.client.kong.is_some() {
-        let report = plugtap::role::kong_client::run(spec, opts, shutdown).await?;
+        let report = match protocol {
+            Protocol::ProtoBuf1 => plugtap::role::pb_kong::run(spec, opts, shutdown).await?,
+            _ => plugtap::role::kong_client::run(spec, opts, shutdown).await?,
+        };
         eprint!("{}", report.render(full));
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -86,13 +86,26 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
                     server::CycleArg::Global => Cycle::Global,
                 };
             }
-            server::serve(&spec, &args.common, !args.no_conversations, full, shutdown).await
+            server::serve(
+                &spec,
+                &args.common,
+                !args.no_conversations,
+                &args.verify,
+                full,
+                shutdown,
+            )
+            .await
         }
         Some(Command::Check(args)) => check::check(&args, full, shutdown).await,
         Some(Command::Client(args)) => {
             let spec = load(&args.spec)?;
             check_role(&spec, Role::Client);
             if args.load.active() {
+                if spec.client.try_methods.iter().any(|s| s.conn.is_some()) {
+                    tracing::warn!(
+                        "load mode runs all the steps on each of its connections; step `conn` labels are ignored"
+                    );
+                }
                 return load::load(&spec, &args.common, &args.run, &args.load, shutdown).await;
             }
             client::drive(&spec, &args.common, &args.run, full, shutdown).await
@@ -100,7 +113,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Some(Command::Proxy(args)) => {
             let spec = args.spec.as_deref().map(load).transpose()?;
             if let Some(spec) = &spec {
-                check_role(spec, Role::Proxy);
+                // A server spec answers in replay and new modes.
+                let replaying = args.mode.is_some_and(|m| m != proxy::ModeArg::Record);
+                if !(replaying && spec.role == Some(Role::Server)) {
+                    check_role(spec, Role::Proxy);
+                }
             }
             proxy::proxy(args, spec.as_ref(), full, shutdown).await
         }

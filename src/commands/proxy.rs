@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use super::goplugin::{GoPluginArgs, wrap};
@@ -12,7 +12,7 @@ use crate::cli::{CommonArgs, parse_protocol, parse_secs};
 use plugtap::codec::Limits;
 use plugtap::exit::Outcome;
 use plugtap::protocol::Protocol;
-use plugtap::role::proxy::{self, ProxyOptions};
+use plugtap::role::proxy::{self, Mode, ProxyOptions};
 use plugtap::spec::{Spec, StartCmd};
 
 pub const EXAMPLES: &str = "\
@@ -27,6 +27,14 @@ Examples:
 
   # Look at what was recorded:
   plugtap show /tmp/py.jsonl
+
+  # No real server: answer from a server spec (e.g. an exported one), recording:
+  plugtap proxy --mode replay --spec specs/mock-hello.json --listen /tmp/front.sock \
+      --record /tmp/replay.jsonl
+
+  # Answer from the spec what it can; only new requests reach the real server:
+  plugtap proxy --mode new --spec specs/mock-hello.json --listen /tmp/front.sock \
+      --upstream /tmp/back.sock --record /tmp/new.jsonl
 
   # Use plugtap as the plugin command of a HashiCorp go-plugin host
   # (Terraform, Vault, Nomad...): it starts the real plugin and decodes every
@@ -66,9 +74,27 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "RULE")]
     pub redact: Vec<String>,
 
-    /// Spec with `"role": "proxy"` to take settings from (options override it).
+    /// Spec with `"role": "proxy"` to take settings from (options override
+    /// it); with --mode replay or new, the server spec that answers.
     #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
+
+    /// Where answers come from: `record` forwards everything to the real
+    /// server; `replay` answers from --spec with no real server; `new`
+    /// answers from --spec what it can and forwards the rest (MsgPack:1).
+    /// [default: record, or the spec's `mode`]
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+
+    /// --mode replay/new: write the spec side's report at exit (entries
+    /// never used, requests no entry matched) to FILE, or `-` for stdout.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    pub report: Option<PathBuf>,
+
+    /// --mode replay/new: exit 1 when a spec entry was never used or a
+    /// request matched none.
+    #[arg(long)]
+    pub verify: bool,
 
     /// Protocol to decode.
     #[arg(long, value_name = "NAME", value_parser = parse_protocol)]
@@ -99,6 +125,18 @@ pub struct ProxyArgs {
     pub cmd: Vec<String>,
 }
 
+/// `--mode` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Forward everything to the real server and record it.
+    #[default]
+    Record,
+    /// No real server: answer from the server spec, recording as usual.
+    Replay,
+    /// Answer from the server spec when it can; forward the rest.
+    New,
+}
+
 /// Runs `plugtap proxy`.
 pub async fn proxy(
     args: ProxyArgs,
@@ -123,12 +161,39 @@ pub async fn proxy(
             .or_else(|| spec.and_then(|s| s.proxy.record.clone()));
         return wrap(args.cmd, args.listen, record, redact, &args.go, full).await;
     }
+    let mode = match args.mode {
+        Some(ModeArg::Record) => Mode::Record,
+        Some(ModeArg::Replay) => Mode::Replay,
+        Some(ModeArg::New) => Mode::New,
+        None => spec.map(|s| s.proxy.mode).unwrap_or_default(),
+    };
+    if mode != Mode::Record && spec.is_none() {
+        bail!(
+            "--mode {} needs --spec SERVER_SPEC to answer from",
+            mode.name()
+        );
+    }
     let listen = args.listen.or_else(|| spec.and_then(|s| s.socket.clone()));
     let upstream = args
         .upstream
         .or_else(|| spec.and_then(|s| s.proxy.upstream.clone()));
+    // Replay has no real server; the recording names the spec instead.
+    let upstream = match (mode, upstream) {
+        (Mode::Replay, Some(u)) => {
+            tracing::warn!(
+                "--mode replay ignores the upstream {}: answers come from the spec",
+                u.display()
+            );
+            spec.map(|s| PathBuf::from(&s.source))
+        }
+        (Mode::Replay, None) => spec.map(|s| PathBuf::from(&s.source)),
+        (_, u) => u,
+    };
     let (Some(listen), Some(upstream)) = (listen, upstream) else {
-        bail!("the proxy needs --listen and --upstream (or a spec's `socket` and `upstream`)");
+        bail!(
+            "the proxy needs --listen and --upstream (or a spec's `socket` and `upstream`; \
+             --mode replay needs no upstream)"
+        );
     };
     if listen == upstream {
         bail!(
@@ -160,9 +225,16 @@ pub async fn proxy(
         full_values: full,
         wait: args.wait,
         grace: args.grace,
+        mode,
+        spec: spec.map(|s| s.server.clone()),
+        report: args.report,
     };
-    let end = proxy::run(opts, shutdown).await?;
+    if args.verify && mode == Mode::Record {
+        bail!("--verify is for --mode replay and new (what the spec answered)");
+    }
+    let (end, report) = proxy::run(opts, shutdown).await?;
     Ok(match end.exit_code() {
+        0 if args.verify && report.is_some_and(|r| !r.passed) => Outcome::Failed,
         0 => Outcome::Passed,
         code => Outcome::Code(code),
     })
@@ -188,6 +260,9 @@ pub async fn from_spec(
         wait: Duration::from_secs(10),
         grace: Duration::from_secs(5),
         go: GoPluginArgs::default(),
+        mode: None,
+        report: None,
+        verify: false,
         cmd: vec![],
     };
     proxy(args, Some(spec), full, shutdown).await

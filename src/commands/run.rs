@@ -35,7 +35,10 @@ pub async fn run_spec(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Outcome> {
     match spec.role {
-        Some(Role::Server) => serve(spec, common, true, full, shutdown).await,
+        Some(Role::Server) => {
+            let verify = super::server::VerifyArgs::default();
+            serve(spec, common, true, &verify, full, shutdown).await
+        }
         Some(Role::Client) => drive(spec, common, client, full, shutdown).await,
         Some(Role::Proxy) => super::proxy::from_spec(spec, common, full, shutdown).await,
         None => bail!(

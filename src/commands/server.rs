@@ -29,6 +29,24 @@ pub struct ServerArgs {
     /// Do not print each connection's conversation on stdout.
     #[arg(long)]
     pub no_conversations: bool,
+
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+}
+
+/// What the server reports at exit (MsgPack:1).
+#[derive(Debug, Clone, Default, Args)]
+pub struct VerifyArgs {
+    /// At exit, write a JSON report (entries never used, requests no entry
+    /// matched with the nearest entry and why) to FILE, or as the last
+    /// line on stdout with `-` or no value.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    pub report: Option<PathBuf>,
+
+    /// Exit 1 when a spec entry was never used or a request matched no
+    /// entry.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// `--cycle` values.
@@ -44,6 +62,7 @@ pub async fn serve(
     spec: &Spec,
     common: &CommonArgs,
     print_conversations: bool,
+    verify: &VerifyArgs,
     full: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Outcome> {
@@ -61,8 +80,14 @@ pub async fn serve(
         limits: common.limits_for(protocol),
         full_values: full,
         print_conversations,
+        log_messages: true,
+        report: verify.report.clone(),
+        verify: verify.verify,
     };
     tracing::debug!("protocol {protocol}");
+    if protocol != Protocol::MsgPack1 && (verify.report.is_some() || verify.verify) {
+        anyhow::bail!("--report and --verify are only available for MsgPack:1 so far");
+    }
     match protocol {
         Protocol::MsgPack1 => Ok(server::run(spec, opts, shutdown).await?),
         Protocol::ProtoBuf1 => Ok(pb_server::run(spec, opts, shutdown).await?),

@@ -116,6 +116,14 @@ pub trait Conversation: Send {
     /// The stream in `dir` ended; bytes still pending there become an
     /// [`Undecodable`] (a frame cut short).
     fn end(&mut self, dir: Direction, at: Instant, out: &mut Vec<Observed>);
+
+    /// Called once both streams ended: the requests that never got a
+    /// reply, described in words (a server that never answered, or closed
+    /// the connection instead), each with the direction it travelled.
+    /// Forgets them.
+    fn unanswered(&mut self) -> Vec<(Direction, String)> {
+        Vec::new()
+    }
 }
 
 /// A conversation decoding `protocol`, for the protocols a byte-level

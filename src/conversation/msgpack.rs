@@ -123,7 +123,7 @@ impl Conversation for MsgpackConversation {
                     continue;
                 }
             };
-            let view = view_of(&value);
+            let mut view = view_of(&value);
             let reply = match view.kind {
                 Kind::Request => {
                     if self.pending.len() >= MAX_PENDING {
@@ -140,7 +140,17 @@ impl Conversation for MsgpackConversation {
                     ));
                     None
                 }
-                Kind::Response => self.pair(dir, view.id, chunk.at),
+                Kind::Response => {
+                    let reply = self.pair(dir, view.id, chunk.at);
+                    if reply.is_none() && view.problem.is_none() {
+                        view.problem = Some(format!(
+                            "unsolicited response: no request with msgid {} is waiting for it \
+                             (Kong fails with \"unexpected RPC response ID\")",
+                            view.id.unwrap_or_default()
+                        ));
+                    }
+                    reply
+                }
                 _ => None,
             };
             out.push(Observed::Frame(Frame {
@@ -152,6 +162,24 @@ impl Conversation for MsgpackConversation {
                 reply,
             }));
         }
+    }
+
+    fn unanswered(&mut self) -> Vec<(Direction, String)> {
+        self.pending
+            .drain(..)
+            .map(|(dir, p)| {
+                let who = match dir {
+                    Direction::ToServer => "the server",
+                    Direction::ToClient => "the client",
+                };
+                let text = format!(
+                    "request #{} {} got no reply from {who} before the connection closed",
+                    p.msgid,
+                    p.method.as_deref().unwrap_or("?")
+                );
+                (dir, text)
+            })
+            .collect()
     }
 
     fn end(&mut self, dir: Direction, at: Instant, out: &mut Vec<Observed>) {

@@ -114,6 +114,12 @@ impl ProtobufConversation {
         self.state == State::Idle
     }
 
+    /// Forgets the call in progress (a side that will never answer it, such
+    /// as a mock server told not to): the next frame starts a new call.
+    pub fn abandon(&mut self) {
+        self.state = State::Idle;
+    }
+
     /// The PDK method whose reply Kong owes, if any.
     pub fn awaiting_reply(&self) -> Option<&str> {
         match &self.state {

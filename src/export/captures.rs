@@ -31,6 +31,8 @@ pub struct Producer {
     pub step: usize,
     /// Path inside that reply's result.
     pub path: Vec<Segment>,
+    /// `seq` of the reply's line: only later requests can send it back.
+    pub seq: u64,
     key: Option<String>,
     words: Vec<String>,
     /// The capture name, once a request used the value.
@@ -72,7 +74,7 @@ fn method_words(method: &str) -> Vec<String> {
 
 impl Finder {
     /// Registers a reply's value at `path` of step `step`'s result.
-    pub fn produce(&mut self, step: usize, method: &str, path: &[Segment], value: &Json) {
+    pub fn produce(&mut self, step: usize, seq: u64, method: &str, path: &[Segment], value: &Json) {
         let Some(vk) = value_key(value) else {
             return;
         };
@@ -84,6 +86,7 @@ impl Finder {
             && self.producers[i].capture.is_none()
         {
             self.producers[i].step = step;
+            self.producers[i].seq = seq;
             // Latest first among ties: move it to the end of the list.
             let list = self.by_value.entry(vk).or_default();
             list.retain(|&j| j != i);
@@ -102,6 +105,7 @@ impl Finder {
         self.producers.push(Producer {
             step,
             path: path.to_vec(),
+            seq,
             key,
             words: w,
             capture: None,
@@ -110,10 +114,22 @@ impl Finder {
         self.by_value.entry(vk).or_default().push(i);
     }
 
-    /// The producer a request's value (under `key`, in a call of `method`)
-    /// most likely came from.
-    pub fn consume(&self, method: &str, key: Option<&str>, value: &Json) -> Option<usize> {
-        let list = self.by_value.get(&value_key(value)?)?;
+    /// The producer a request's value (under `key`, in a call of `method`
+    /// whose request line has `seq`) most likely came from.
+    pub fn consume(
+        &self,
+        seq: u64,
+        method: &str,
+        key: Option<&str>,
+        value: &Json,
+    ) -> Option<usize> {
+        let list: Vec<usize> = self
+            .by_value
+            .get(&value_key(value)?)?
+            .iter()
+            .copied()
+            .filter(|&i| self.producers[i].seq < seq)
+            .collect();
         let latest = |pred: &dyn Fn(&Producer) -> bool| {
             list.iter()
                 .rev()
@@ -180,32 +196,44 @@ mod tests {
     #[test]
     fn keys_decide_between_coinciding_values() {
         let mut f = Finder::default();
-        f.produce(1, "plugin.StartInstance", &k("Id"), &json!(0));
-        f.produce(2, "plugin.HandleEvent", &k("EventId"), &json!(0));
+        f.produce(1, 10, "plugin.StartInstance", &k("Id"), &json!(0));
+        f.produce(2, 20, "plugin.HandleEvent", &k("EventId"), &json!(0));
         let step = |i: Option<usize>| i.map(|i| f.producer(i).step);
         assert_eq!(
-            step(f.consume("plugin.Step", Some("EventId"), &json!(0))),
+            step(f.consume(30, "plugin.Step", Some("EventId"), &json!(0))),
             Some(2)
         );
         assert_eq!(
-            step(f.consume("plugin.HandleEvent", Some("InstanceId"), &json!(0))),
+            step(f.consume(30, "plugin.HandleEvent", Some("InstanceId"), &json!(0))),
             Some(1)
         );
         assert_eq!(
-            step(f.consume("plugin.CloseInstance", None, &json!(0))),
+            step(f.consume(30, "plugin.CloseInstance", None, &json!(0))),
             Some(1)
         );
-        assert_eq!(f.consume("plugin.Step", Some("Data"), &json!(0)), None);
-        assert_eq!(f.consume("plugin.Step", Some("EventId"), &json!(1)), None);
-        assert_eq!(f.consume("plugin.Other", None, &json!(0)), None);
+        assert_eq!(f.consume(30, "plugin.Step", Some("Data"), &json!(0)), None);
+        assert_eq!(
+            f.consume(30, "plugin.Step", Some("EventId"), &json!(1)),
+            None
+        );
+        assert_eq!(f.consume(30, "plugin.Other", None, &json!(0)), None);
+        // A request sent before a reply arrived cannot carry its value.
+        assert_eq!(
+            step(f.consume(15, "plugin.Step", Some("EventId"), &json!(0))),
+            Some(1)
+        );
+        assert_eq!(
+            step(f.consume(5, "plugin.Step", Some("EventId"), &json!(0))),
+            None
+        );
     }
 
     #[test]
     fn names_are_unique() {
         let mut f = Finder::default();
-        f.produce(1, "m", &k("EventId"), &json!(1));
-        f.produce(2, "m", &k("EventId"), &json!(2));
-        f.produce(3, "m", &k("Pid"), &json!(3));
+        f.produce(1, 1, "m", &k("EventId"), &json!(1));
+        f.produce(2, 2, "m", &k("EventId"), &json!(2));
+        f.produce(3, 3, "m", &k("Pid"), &json!(3));
         assert_eq!(f.capture(0), ("event_id".to_owned(), true));
         assert_eq!(f.capture(0), ("event_id".to_owned(), false));
         assert_eq!(f.capture(1), ("event_id_2".to_owned(), true));

@@ -28,7 +28,8 @@ pub struct ClientExport {
 }
 
 struct StepOut {
-    conn: usize,
+    request_seq: u64,
+    conn: u64,
     method: String,
     params: Json,
     reply: Reply,
@@ -59,7 +60,7 @@ impl ClientExport {
             return;
         };
         let index = self.steps.len();
-        let (conn, _) = self.conns.insert_full(ex.conn);
+        self.conns.insert(ex.conn);
         // Params: values Kong got from the server become ${name}.
         let mut params = ex.params.clone();
         let mut bound: Vec<(Option<String>, Json, String)> = Vec::new();
@@ -70,7 +71,10 @@ impl ClientExport {
             }
             let key = leaf.key().map(str::to_owned);
             echoes.push((key.clone(), leaf.value.clone()));
-            let Some(p) = self.finder.consume(&ex.method, key.as_deref(), leaf.value) else {
+            let found = self
+                .finder
+                .consume(ex.request_seq, &ex.method, key.as_deref(), leaf.value);
+            let Some(p) = found else {
                 continue;
             };
             let (name, new) = self.finder.capture(p);
@@ -116,12 +120,13 @@ impl ClientExport {
                 .any(|(k, v)| v == leaf.value && compatible(k.as_deref(), key));
             if !echo {
                 self.finder
-                    .produce(index, &ex.method, &leaf.path, leaf.value);
+                    .produce(index, ex.reply_seq, &ex.method, &leaf.path, leaf.value);
             }
         }
         let result = reply.error.is_null().then_some(result);
         self.steps.push(StepOut {
-            conn: conn + 1,
+            request_seq: ex.request_seq,
+            conn: ex.conn,
             method: ex.method,
             params,
             reply,
@@ -212,14 +217,19 @@ impl SinkOut for ClientExport {
 
     fn finish(mut self: Box<Self>, dialect: &dyn Dialect) -> Json {
         let several = self.conns.len() > 1;
+        // Steps in the order Kong sent the requests.
+        self.steps.sort_by_key(|s| s.request_seq);
         self.rename();
+        // Connections numbered 1, 2, … in the order of their first request.
+        let mut numbers: IndexSet<u64> = IndexSet::new();
         let steps: Vec<Json> = self
             .steps
             .into_iter()
             .map(|s| {
                 let mut step = Map::new();
                 if several {
-                    step.insert("conn".into(), json!(s.conn));
+                    let (n, _) = numbers.insert_full(s.conn);
+                    step.insert("conn".into(), json!(n + 1));
                 }
                 step.insert("method".into(), json!(s.method));
                 step.insert("params".into(), s.params);
@@ -230,12 +240,13 @@ impl SinkOut for ClientExport {
                 Json::Object(step)
             })
             .collect();
-        json!({
-            "role": "client",
-            "protocol": dialect.protocol().name(),
-            "socket": self.socket,
-            "try_methods": steps,
-        })
+        let mut spec = Map::new();
+        spec.insert("role".into(), json!("client"));
+        spec.insert("protocol".into(), json!(dialect.protocol().name()));
+        spec.insert("socket".into(), json!(self.socket));
+        spec.extend(dialect.client_extra());
+        spec.insert("try_methods".into(), Json::Array(steps));
+        Json::Object(spec)
     }
 }
 

@@ -143,6 +143,8 @@ impl Dialect for GoPluginDialect {
                     .unwrap_or_else(|| ("host".into(), None));
                 let ex = Exchange {
                     conn: f.conn,
+                    request_seq: f.stamp.seq,
+                    reply_seq: 0,
                     method: path.trim_start_matches('/').to_owned(),
                     params: json!({"requests": [], "broker": broker, "caller": caller}),
                     reply: None,
@@ -200,6 +202,7 @@ impl Dialect for GoPluginDialect {
                     error: Json::Null,
                     result: json!([]),
                 });
+                ex.reply_seq = f.stamp.seq;
                 let v = &f.msg.value;
                 if f.msg.error.is_some() {
                     let mut e = Map::new();

@@ -33,6 +33,7 @@ pub mod goplugin_spec;
 pub mod leaves;
 pub mod msgpack;
 pub mod output;
+pub mod protobuf;
 pub mod server;
 
 use std::io::BufRead;
@@ -106,6 +107,11 @@ pub struct Reply {
 pub struct Exchange {
     /// Connection id in the recording.
     pub conn: u64,
+    /// `seq` of the request's line: exchanges come in the order their
+    /// replies arrived, steps and reply cycles use the order of requests.
+    pub request_seq: u64,
+    /// `seq` of the reply's line (0 without a reply).
+    pub reply_seq: u64,
     /// Method name.
     pub method: String,
     /// Params exactly as sent.
@@ -165,6 +171,12 @@ pub trait Dialect {
     /// prepared by the core (`None`: no expectation on the result).
     fn client_expect(&self, reply: &Reply, result: Option<Json>) -> Json;
 
+    /// Spec-level keys a client spec needs besides its steps (for
+    /// `ProtoBuf:1`, Kong's recorded PDK answers in `on_pdk`).
+    fn client_extra(&self) -> Map<String, Json> {
+        Map::new()
+    }
+
     /// A notification as a spec writes it (`on_connect`, `notify`).
     fn notification(&self, notification: &Notification) -> Json {
         Json::Array(vec![
@@ -178,11 +190,12 @@ pub trait Dialect {
 pub fn dialect_for(protocol: Protocol, file: &str) -> Result<Box<dyn Dialect>, ExportError> {
     match protocol {
         Protocol::MsgPack1 => Ok(Box::new(msgpack::MsgpackDialect::default())),
+        Protocol::ProtoBuf1 => Ok(Box::new(protobuf::ProtobufDialect::default())),
         Protocol::GoPlugin => Ok(Box::new(goplugin::GoPluginDialect::default())),
         other => Err(ExportError::Unsupported {
             file: file.to_owned(),
             protocol: other,
-            supported: [Protocol::MsgPack1, Protocol::GoPlugin]
+            supported: [Protocol::MsgPack1, Protocol::ProtoBuf1, Protocol::GoPlugin]
                 .map(Protocol::name)
                 .join(", "),
         }),
@@ -209,6 +222,12 @@ pub fn export<R: BufRead>(
 ) -> Result<String, ExportError> {
     let header = reader.header().clone();
     let mut dialect = dialect_for(header.protocol, file)?;
+    if !header.redact.is_empty() {
+        tracing::warn!(
+            "{file} was recorded with --redact {}: the spec has \"[redacted]\" where the values were",
+            header.redact.join(", ")
+        );
+    }
     let socket = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())

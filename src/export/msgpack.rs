@@ -47,6 +47,8 @@ impl Dialect for MsgpackDialect {
                 let params = field(v, 3, "a request")?.clone();
                 let ex = Exchange {
                     conn,
+                    request_seq: frame.stamp.seq,
+                    reply_seq: 0,
                     method,
                     params,
                     reply: None,
@@ -73,6 +75,7 @@ impl Dialect for MsgpackDialect {
                     .ok_or_else(|| {
                         format!("response #{id} on connection {conn} answers no request recorded before it")
                     })?;
+                ex.reply_seq = frame.stamp.seq;
                 ex.reply = Some(Reply {
                     error: field(v, 2, "a response")?.clone(),
                     result: field(v, 3, "a response")?.clone(),
@@ -118,7 +121,17 @@ impl Dialect for MsgpackDialect {
     }
 
     fn volatile_keys(&self) -> &'static [&'static str] {
-        &["StartTime"]
+        // StartTime: Python, JS and Go instance status; Pid, LoadTime,
+        // Modtime, LastStartInstance, LastCloseInstance: go-pluginserver's
+        // GetStatus.
+        &[
+            "StartTime",
+            "Pid",
+            "LoadTime",
+            "Modtime",
+            "LastStartInstance",
+            "LastCloseInstance",
+        ]
     }
 
     fn volatile_notification(&self, n: &Notification) -> bool {

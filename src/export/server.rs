@@ -10,7 +10,7 @@
 //! global cycle, so a replay whose calls arrive on other connections (Kong
 //! pools them) still gets each reply in the recorded order.
 //!
-//! Memory: one entry per distinct reply per group and one `u32` per call.
+//! Memory: one entry per distinct reply per group and 12 bytes per call.
 
 use std::collections::HashSet;
 
@@ -33,7 +33,8 @@ pub struct ServerExport {
 struct Group {
     params: Json,
     distinct: IndexMap<String, (Option<Reply>, Vec<Notification>)>,
-    seq: Vec<u32>,
+    /// Per call: its request's `seq` and its reply's index in `distinct`.
+    calls: Vec<(u64, u32)>,
 }
 
 impl ServerExport {
@@ -62,12 +63,12 @@ impl ServerExport {
         let group = groups.entry(params_key).or_insert_with(|| Group {
             params: ex.params,
             distinct: IndexMap::new(),
-            seq: Vec::new(),
+            calls: Vec::new(),
         });
         let entry = group.distinct.entry(norm);
         let index = entry.index();
         entry.or_insert((ex.reply, ex.notifications));
-        group.seq.push(index as u32);
+        group.calls.push((ex.request_seq, index as u32));
     }
 
     fn entry(
@@ -168,6 +169,13 @@ impl SinkOut for ServerExport {
         {
             self.on_connect = Some(notes);
         }
+        // Methods and params groups in the order of their first request.
+        let first = |g: &Group| g.calls.iter().map(|c| c.0).min().unwrap_or(0);
+        for groups in self.methods.values_mut() {
+            groups.sort_by_cached_key(|_, g| first(g));
+        }
+        self.methods
+            .sort_by_cached_key(|_, groups| groups.values().map(first).min().unwrap_or(0));
         let mut on_methods = Map::new();
         for (method, groups) in &self.methods {
             let mut all = HashSet::new();
@@ -181,6 +189,10 @@ impl SinkOut for ServerExport {
             } else {
                 let with_match = groups.len() > 1;
                 for (i, g) in groups.values().enumerate() {
+                    // Replies cycle in the order the requests arrived.
+                    let mut calls = g.calls.clone();
+                    calls.sort_unstable();
+                    let seq: Vec<u32> = calls.into_iter().map(|(_, r)| r).collect();
                     let matcher = with_match.then(|| {
                         let exact = groups
                             .values()
@@ -188,7 +200,7 @@ impl SinkOut for ServerExport {
                             .any(|(j, h)| j != i && matcher::matches(&g.params, &h.params));
                         (&g.params, exact)
                     });
-                    for &index in &g.seq[..period(&g.seq)] {
+                    for &index in &seq[..period(&seq)] {
                         entries.push(self.entry(&g.distinct[index as usize], matcher, dialect));
                     }
                 }

@@ -250,6 +250,7 @@ impl WrapperRecording {
                 upstream: upstream.into(),
                 redact,
                 command: Some(command),
+                mode: None,
             },
             start,
         )

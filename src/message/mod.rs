@@ -138,6 +138,17 @@ impl MessageView {
         }
     }
 
+    /// ProtoBuf:1: the protobuf type a PDK call's arguments or Kong's reply
+    /// were decoded as (`String`, `KV`, `Value`, ...), from the method.
+    pub fn pdk_type(&self) -> Option<&'static str> {
+        let method = protobuf::PdkMethod::named(self.method.as_deref()?)?;
+        match self.kind {
+            Kind::PdkArgs => Some(method.input.name()),
+            Kind::PdkReply => Some(method.output.name()),
+            _ => None,
+        }
+    }
+
     /// One-line summary: kind, id, method and the shortened payload (or the
     /// error). With `full`, nothing is shortened.
     pub fn summary(&self, full: bool) -> String {
@@ -149,10 +160,18 @@ impl MessageView {
             s.push(' ');
             s.push_str(m);
         }
+        if let Some(t) = self.pdk_type() {
+            s.push(' ');
+            s.push_str(t);
+        }
         if let Some(p) = &self.problem {
             s.push_str(&format!(" ({p})"));
         }
         let max = if full { usize::MAX } else { 160 };
+        // A method-name frame is all method; the end frame has no value.
+        if matches!(self.kind, Kind::PdkCall | Kind::PdkEnd) && self.error.is_none() {
+            return s;
+        }
         match &self.error {
             Some(e) => s.push_str(&format!(" error: {}", shorten(e, max))),
             None => {

@@ -85,7 +85,7 @@ pub struct Header {
     pub protocol: Protocol,
     /// The socket the proxy listened on (where Kong connects).
     pub listen: PathBuf,
-    /// The real server's socket.
+    /// The real server's socket (`replay` mode: the server spec).
     pub upstream: PathBuf,
     /// When recording started (RFC 3339, UTC).
     pub started_at: String,
@@ -95,6 +95,11 @@ pub struct Header {
     /// The wrapped server's command, in wrapper mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The proxy's mode when not `record`: `replay` (answers came from the
+    /// server spec named in `upstream`) or `new` (from the spec when it
+    /// had an answer, else from the real server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// Fields every event line has.

@@ -73,6 +73,7 @@ impl<R: BufRead> Reader<R> {
                 started_at: String::new(),
                 redact: vec![],
                 command: None,
+                mode: None,
             },
         };
         let first = match reader.next_line() {

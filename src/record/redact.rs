@@ -140,13 +140,40 @@ fn redacted() -> Json {
 fn inside_string(s: &mut String, f: impl FnOnce(&mut Json) -> bool) -> bool {
     let t = s.trim_start();
     if !(t.starts_with('{') || t.starts_with('[')) {
-        return false;
+        return inside_base64(s, f);
     }
     let Ok(mut inner) = serde_json::from_str::<Json>(s) else {
         return false;
     };
     if f(&mut inner) {
         *s = inner.to_string();
+        true
+    } else {
+        false
+    }
+}
+
+/// The same for JSON text in a base64 string: protobuf `bytes` in JSON
+/// form, such as ProtoBuf:1's `cmdStartInstance.config`.
+fn inside_base64(s: &mut String, f: impl FnOnce(&mut Json) -> bool) -> bool {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    if s.len() < 4 {
+        return false;
+    }
+    let Some(mut text) = engine
+        .decode(s.as_bytes())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        return false;
+    };
+    let t = text.trim_start();
+    if !(t.starts_with('{') || t.starts_with('[')) {
+        return false;
+    }
+    if inside_string(&mut text, f) {
+        *s = engine.encode(text);
         true
     } else {
         false

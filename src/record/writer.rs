@@ -105,6 +105,7 @@ pub struct HeaderInfo {
     pub upstream: PathBuf,
     pub redact: Vec<String>,
     pub command: Option<String>,
+    pub mode: Option<String>,
 }
 
 /// What a finished recording holds.
@@ -146,6 +147,7 @@ impl Recorder {
             started_at: rfc3339(started),
             redact: info.redact,
             command: info.command,
+            mode: info.mode,
         });
         serde_json::to_writer(&mut out, &header)?;
         out.write_all(b"\n")?;

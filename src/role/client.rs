@@ -116,20 +116,7 @@ async fn drive(
     let mut reports: Vec<StepReport> = steps
         .iter()
         .enumerate()
-        .map(|(index, s)| StepReport {
-            index,
-            name: s.name.clone(),
-            method: s.method.clone(),
-            status: StepStatus::NotRun,
-            msgid: None,
-            params: None,
-            error: None,
-            result: None,
-            notifications: vec![],
-            failures: vec![],
-            elapsed_ms: None,
-            pdk: vec![],
-        })
+        .map(|(index, s)| StepReport::blank(index, s))
         .collect();
     // Connection label -> (connection, last msgid); msgids count per connection.
     let mut conns: Vec<(Option<u64>, Connection<MsgpackCodec>, u32)> = Vec::new();
@@ -174,11 +161,7 @@ async fn drive(
             break;
         }
     }
-    let passed = reports.iter().all(|r| r.status == StepStatus::Passed);
-    Report {
-        passed,
-        steps: reports,
-    }
+    Report::new(reports)
 }
 
 /// Makes one call. Returns false when the connection cannot be used any more.
@@ -207,6 +190,10 @@ async fn call(
             return true;
         }
     };
+    if let Some(pattern) = step.expect.as_ref().and_then(|e| e.result.as_ref()) {
+        report.expected =
+            Some(template::substitute(pattern, vars).unwrap_or_else(|_| pattern.clone()));
+    }
     let mut stray = unsolicited::stray_bytes(conn, Duration::ZERO, opts.full_values).await;
     report.notifications.append(&mut stray.notifications);
     if let Some(complaint) = stray.complaint() {
@@ -284,7 +271,16 @@ async fn call(
                 settle(step, report, &error, &result, vars);
                 return true;
             }
-            Ok(RpcMessage::Response { msgid: got, .. }) => {
+            Ok(RpcMessage::Response {
+                msgid: got,
+                error,
+                result,
+            }) => {
+                report.strays.push(serde_json::json!({
+                    "msgid": got,
+                    "error": value_json::to_json(&error),
+                    "result": value_json::to_json(&result),
+                }));
                 report.failures.push(Failure::new(format!(
                     "response with msgid {got} while waiting for {msgid} \
                      (Kong fails with \"unexpected RPC response ID from Go plugin server\")"
@@ -351,6 +347,7 @@ pub(crate) fn settle(
         if let Some(pattern) = &expect.result {
             let pattern = template::substitute(pattern, vars).unwrap_or_else(|_| pattern.clone());
             let mismatches = matcher::diff(&pattern, &result_json);
+            report.expected = Some(pattern);
             if !mismatches.is_empty() {
                 report.failures.push(Failure {
                     message: "result does not match the expectation".into(),

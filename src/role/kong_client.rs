@@ -1,4 +1,5 @@
-//! The client role emulating Kong over `MsgPack:1`: a spec's `kong`
+//! The client role emulating Kong (over `MsgPack:1` or, through
+//! [`super::pb_kong`], `ProtoBuf:1`): a spec's `kong`
 //! section runs requests through a plugin the way Kong 3.x does.
 //!
 //! For each request and phase: get an instance id (`StartInstance` with
@@ -10,10 +11,9 @@
 //! `no plugin instance` resets the instance and retries the event, at most
 //! `max_resets` times (Kong never stops retrying).
 //!
-//! Kong's decisions come from [`crate::kong`]; this module only speaks
-//! the wire protocol ([`super::kong_rpc`], [`super::kong_wire`]).
-
-use std::time::Duration;
+//! Kong's decisions come from [`crate::kong`]; the wire protocol is a
+//! [`KongWire`]: [`MpWire`] here ([`super::kong_rpc`],
+//! [`super::kong_wire`]), `ProtoBuf:1` in [`super::pb_kong`].
 
 use rmpv::Value as Mp;
 use serde_json::Value as Json;
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::ClientOptions;
 use super::kong_event::{self, Event, EventEnd, Failure, phase_report};
 use super::kong_report::{KongReport, LifecycleEntry, PhaseReport, PhaseStatus, RequestReport};
-use super::kong_rpc::{Pool, Rpc};
+use super::kong_rpc::{CallError, Pool, Rpc};
 use super::kong_wire::{field, lua_value, table};
 use super::launch;
 use crate::codec::MsgpackCodec;
@@ -56,28 +56,157 @@ pub async fn run(
         launched.first,
         MsgpackCodec::new(opts.limits),
     ));
-    let mut emulation = Emulation::new(kong, opts.call_timeout, opts.full_values);
-    let report = emulation.run(&mut pool, &shutdown).await;
+    let wire = MpWire {
+        rpc: Rpc::new(opts.call_timeout, opts.full_values),
+        pool,
+    };
+    let mut emulation = Emulation::new(kong, wire);
+    let report = emulation.run(&shutdown).await;
     launch::stop(launched.child.as_mut(), opts.grace).await;
     Ok(report)
 }
 
-/// Kong's state for one plugin in one worker.
-pub struct Emulation<'a> {
-    spec: &'a KongSpec,
+/// How Kong talks to a server: what the emulation leaves to the wire
+/// protocol (`MsgPack:1` here, `ProtoBuf:1` in [`super::pb_kong`]).
+#[allow(async_fn_in_trait)]
+pub trait KongWire {
+    /// The protocol's name, for the report.
+    fn protocol(&self) -> &'static str;
+
+    /// Starts an instance with Kong's config JSON; returns its id (`null`
+    /// when the server gave none).
+    async fn start(
+        &mut self,
+        plugin: &str,
+        config: &str,
+        shutdown: &CancellationToken,
+    ) -> std::result::Result<Json, Failure>;
+
+    /// Closes an instance (Kong ignores the outcome).
+    async fn close(
+        &mut self,
+        id: &Json,
+        shutdown: &CancellationToken,
+    ) -> std::result::Result<(), Failure>;
+
+    /// Runs one event, answering PDK calls until it ends.
+    async fn event(
+        &mut self,
+        event: Event<'_>,
+        instance_id: &Json,
+        phase: &str,
+        shutdown: &CancellationToken,
+    ) -> std::result::Result<EventEnd, Failure>;
+
+    /// True when Kong resets its instances and retries after this error.
+    fn is_reset(&self, e: &CallError) -> bool {
+        e.is_reset()
+    }
+
+    /// A new server process was seen since the last call (Kong drops its
+    /// instances then).
+    fn take_pid_change(&mut self) -> Option<Json> {
+        None
+    }
+
+    /// Notes for the report (messages read but not used, ...).
+    fn take_notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// `MsgPack:1`: Kong's `Rpc` over a connection pool.
+pub struct MpWire {
     rpc: Rpc,
+    pool: Pool,
+}
+
+impl KongWire for MpWire {
+    fn protocol(&self) -> &'static str {
+        "MsgPack:1"
+    }
+
+    async fn start(
+        &mut self,
+        plugin: &str,
+        config: &str,
+        shutdown: &CancellationToken,
+    ) -> std::result::Result<Json, Failure> {
+        let arg = table(vec![
+            ("Name", Mp::from(plugin)),
+            ("Config", Mp::from(config)),
+        ]);
+        let status = self
+            .rpc
+            .call(&mut self.pool, "plugin.StartInstance", arg, shutdown)
+            .await
+            .map_err(Failure::Call)?;
+        Ok(field(&status, "Id").map_or(Json::Null, value_json::to_json))
+    }
+
+    async fn close(
+        &mut self,
+        id: &Json,
+        shutdown: &CancellationToken,
+    ) -> std::result::Result<(), Failure> {
+        self.rpc
+            .call(
+                &mut self.pool,
+                "plugin.CloseInstance",
+                lua_value(id),
+                shutdown,
+            )
+            .await
+            .map(drop)
+            .map_err(Failure::Call)
+    }
+
+    async fn event(
+        &mut self,
+        mut event: Event<'_>,
+        instance_id: &Json,
+        phase: &str,
+        shutdown: &CancellationToken,
+    ) -> std::result::Result<EventEnd, Failure> {
+        let step_in = kong_event::handle_event(
+            &mut self.rpc,
+            &mut self.pool,
+            instance_id,
+            phase,
+            event.report,
+            shutdown,
+        )
+        .await?;
+        event
+            .finish(&mut self.rpc, &mut self.pool, step_in, shutdown)
+            .await
+    }
+
+    fn take_pid_change(&mut self) -> Option<Json> {
+        self.rpc.take_pid_change()
+    }
+
+    fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.rpc.discarded)
+    }
+}
+
+/// Kong's state for one plugin in one worker.
+pub struct Emulation<'a, W> {
+    spec: &'a KongSpec,
+    wire: W,
     instances: Instances,
     canned: Canned,
     lifecycle: Vec<LifecycleEntry>,
     request: usize,
 }
 
-impl<'a> Emulation<'a> {
+impl<'a, W: KongWire> Emulation<'a, W> {
     /// A worker that has not started any instance yet.
-    pub fn new(spec: &'a KongSpec, timeout: Duration, full_values: bool) -> Emulation<'a> {
+    pub fn new(spec: &'a KongSpec, wire: W) -> Emulation<'a, W> {
         Emulation {
             spec,
-            rpc: Rpc::new(timeout, full_values),
+            wire,
             instances: Instances::new(
                 &spec.plugin,
                 spec.config.clone(),
@@ -91,7 +220,7 @@ impl<'a> Emulation<'a> {
     }
 
     /// Runs every request.
-    pub async fn run(&mut self, pool: &mut Pool, shutdown: &CancellationToken) -> KongReport {
+    pub async fn run(&mut self, shutdown: &CancellationToken) -> KongReport {
         let overrides: Box<dyn Iterator<Item = Option<&RequestSpec>>> = match &self.spec.requests {
             Requests::Count(n) => Box::new(std::iter::repeat_n(None, *n as usize)),
             Requests::List(list) => Box::new(list.iter().map(Some)),
@@ -120,7 +249,7 @@ impl<'a> Emulation<'a> {
                     continue;
                 }
                 pdk.set_phase(phase);
-                reports.push(self.phase(pool, &mut pdk, phase, shutdown).await);
+                reports.push(self.phase(&mut pdk, phase, shutdown).await);
             }
             requests.push(RequestReport {
                 index: self.request,
@@ -133,7 +262,7 @@ impl<'a> Emulation<'a> {
                 ctx_shared: pdk.effects.ctx_shared.clone(),
             });
         }
-        let mut notes = std::mem::take(&mut self.rpc.discarded);
+        let mut notes = self.wire.take_notes();
         for (method, i) in self.canned.unused() {
             notes.push(format!(
                 "canned answer kong.pdk[{method:?}][{i}] was never used"
@@ -141,7 +270,7 @@ impl<'a> Emulation<'a> {
         }
         let mut report = KongReport {
             plugin: self.spec.plugin.clone(),
-            protocol: "MsgPack:1".into(),
+            protocol: self.wire.protocol().into(),
             passed: false,
             requests,
             lifecycle: std::mem::take(&mut self.lifecycle),
@@ -164,7 +293,6 @@ impl<'a> Emulation<'a> {
     /// One phase, with Kong's reset-and-retry.
     async fn phase(
         &mut self,
-        pool: &mut Pool,
         pdk: &mut Pdk,
         phase: &str,
         shutdown: &CancellationToken,
@@ -173,18 +301,17 @@ impl<'a> Emulation<'a> {
         loop {
             report.calls.clear();
             report.event_id = None;
-            let outcome = match self.instance(pool, shutdown).await {
+            let outcome = match self.instance(shutdown).await {
                 Ok(id) => {
                     report.instance_id = Some(id.clone());
-                    self.event(pool, pdk, &id, phase, &mut report, shutdown)
-                        .await
+                    self.event(pdk, &id, phase, &mut report, shutdown).await
                 }
                 Err(e) => Err(e),
             };
             match outcome {
                 Ok(EventEnd::Ret) => report.status = PhaseStatus::Completed,
                 Ok(EventEnd::Exit) => report.status = PhaseStatus::Exited,
-                Err(Failure::Call(e)) if e.is_reset() => {
+                Err(Failure::Call(e)) if self.wire.is_reset(&e) => {
                     self.instances.reset();
                     self.note("reset", report.instance_id.clone(), e.kong_log());
                     if report.resets < self.spec.max_resets {
@@ -214,7 +341,6 @@ impl<'a> Emulation<'a> {
     /// The instance id for the next event, starting one if needed.
     async fn instance(
         &mut self,
-        pool: &mut Pool,
         shutdown: &CancellationToken,
     ) -> std::result::Result<Json, Failure> {
         // A replaced instance comes back from `started` once the new one runs.
@@ -222,20 +348,14 @@ impl<'a> Emulation<'a> {
             Plan::Reuse(id) => return Ok(id),
             Plan::Start { config, .. } => config,
         };
-        let arg = table(vec![
-            ("Name", Mp::from(self.spec.plugin.as_str())),
-            ("Config", Mp::from(config.as_str())),
-        ]);
-        let status = self
-            .call(pool, "plugin.StartInstance", arg, shutdown)
-            .await
-            .map_err(|e| match e {
-                // A reset error still resets and retries; any other failure
-                // makes Kong raise.
-                Failure::Call(c) if !c.is_reset() => Failure::Start(c),
-                other => other,
-            })?;
-        let id = field(&status, "Id").map_or(Json::Null, value_json::to_json);
+        let started = self.wire.start(&self.spec.plugin, &config, shutdown).await;
+        self.check_pid();
+        let id = started.map_err(|e| match e {
+            // A reset error still resets and retries; any other failure
+            // makes Kong raise.
+            Failure::Call(c) if !self.wire.is_reset(&c) => Failure::Start(c),
+            other => other,
+        })?;
         let seq = Some(self.instances.seq());
         if id.is_null() {
             self.note(
@@ -253,11 +373,10 @@ impl<'a> Emulation<'a> {
             });
         }
         if let Some(old) = self.instances.started(id.clone()) {
-            let detail = match self
-                .call(pool, "plugin.CloseInstance", lua_value(&old), shutdown)
-                .await
-            {
-                Ok(_) => "replaced by the new config".to_string(),
+            let closed = self.wire.close(&old, shutdown).await;
+            self.check_pid();
+            let detail = match closed {
+                Ok(()) => "replaced by the new config".to_string(),
                 Err(e) => format!("error ignored by Kong: {}", e.detail()),
             };
             self.note("close", Some(old), detail);
@@ -265,49 +384,28 @@ impl<'a> Emulation<'a> {
         Ok(id)
     }
 
-    /// One event: HandleEvent, then a Step per PDK call until `ret`.
+    /// One event, with the wire's PDK answering.
     async fn event(
         &mut self,
-        pool: &mut Pool,
         pdk: &mut Pdk,
         instance_id: &Json,
         phase: &str,
         report: &mut PhaseReport,
         shutdown: &CancellationToken,
     ) -> std::result::Result<EventEnd, Failure> {
-        let step_in =
-            kong_event::handle_event(&mut self.rpc, pool, instance_id, phase, report, shutdown)
-                .await;
-        let result = match step_in {
-            Ok(step_in) => {
-                let mut event = Event {
-                    pdk,
-                    canned: &mut self.canned,
-                    report,
-                };
-                event.finish(&mut self.rpc, pool, step_in, shutdown).await
-            }
-            Err(e) => Err(e),
+        let event = Event {
+            pdk,
+            canned: &mut self.canned,
+            report,
         };
+        let result = self.wire.event(event, instance_id, phase, shutdown).await;
         self.check_pid();
         result
     }
 
-    async fn call(
-        &mut self,
-        pool: &mut Pool,
-        method: &str,
-        arg: Mp,
-        shutdown: &CancellationToken,
-    ) -> std::result::Result<Mp, Failure> {
-        let result = self.rpc.call(pool, method, arg, shutdown).await;
-        self.check_pid();
-        result.map_err(Failure::Call)
-    }
-
     /// Kong drops its instances when `serverPid` names a new process.
     fn check_pid(&mut self) {
-        if let Some(pid) = self.rpc.take_pid_change() {
+        if let Some(pid) = self.wire.take_pid_change() {
             self.instances.reset();
             self.note(
                 "server_pid",

@@ -180,16 +180,27 @@ impl KongReport {
                             .join(", "),
                         other => short(other),
                     };
+                    // ProtoBuf:1 answers on the event's connection: no Step.
                     let answer = match (&c.answer, &c.step) {
-                        (Some(a), Some(step)) => {
+                        (Some(a), step) => {
                             let from = match c.source {
-                                Some(Source::Canned) => ", canned",
-                                Some(Source::NotEmulated) => ", not emulated",
-                                Some(Source::Unknown) => ", unknown to Kong",
+                                Some(Source::Canned) => "canned",
+                                Some(Source::NotEmulated) => "not emulated",
+                                Some(Source::Unknown) => "unknown to Kong",
                                 _ => "",
                             };
+                            let how = [step.as_deref().unwrap_or(""), from]
+                                .into_iter()
+                                .filter(|s| !s.is_empty())
+                                .collect::<Vec<_>>()
+                                .join(", ");
+                            let how = if how.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({how})")
+                            };
                             format!(
-                                " → {} ({step}{from})",
+                                " → {}{how}",
                                 if a.is_null() { "nil".into() } else { short(a) }
                             )
                         }

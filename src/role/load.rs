@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut as _, BytesMut};
 use tokio_util::sync::CancellationToken;
 
-use super::client::{self, ClientOptions, StepReport, StepStatus};
+use super::client::{self, ClientOptions, StepReport};
 pub use super::load_report::{LoadReport, Percentiles};
 use super::load_report::{MAX_PROBLEMS, Tally, histogram, problem};
 use crate::codec::{MsgpackCodec, msgpack};
@@ -303,20 +303,9 @@ fn build(step: &Step, vars: &Vars) -> std::result::Result<BytesMut, String> {
 }
 
 fn scratch(step: &Step) -> StepReport {
-    StepReport {
-        index: 0,
-        name: None,
-        method: step.method.clone(),
-        status: StepStatus::NotRun,
-        msgid: None,
-        params: None,
-        error: None,
-        result: None,
-        notifications: vec![],
-        failures: vec![],
-        elapsed_ms: None,
-        pdk: vec![],
-    }
+    let mut r = StepReport::blank(0, step);
+    r.name = None;
+    r
 }
 
 /// Waits for the response to `msgid`, skipping notifications.

@@ -184,11 +184,7 @@ impl Driver<'_> {
                 After::Stop => break,
             }
         }
-        let passed = reports.iter().all(|r| r.status == StepStatus::Passed);
-        Report {
-            passed,
-            steps: reports,
-        }
+        Report::new(reports)
     }
 
     /// Makes one call, answering PDK calls until the RpcReturn.

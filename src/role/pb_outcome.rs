@@ -4,25 +4,12 @@
 
 use serde_json::Value as Json;
 
-use super::report::{Failure, StepReport, StepStatus};
+use super::report::{Failure, StepReport};
 use crate::spec::template::{self, Vars};
 use crate::spec::{ExpectError, Step, matcher};
 
 pub(super) fn blank((index, s): (usize, &Step)) -> StepReport {
-    StepReport {
-        index,
-        name: s.name.clone(),
-        method: s.method.clone(),
-        status: StepStatus::NotRun,
-        msgid: None,
-        params: None,
-        error: None,
-        result: None,
-        notifications: vec![],
-        failures: vec![],
-        elapsed_ms: None,
-        pdk: vec![],
-    }
+    StepReport::blank(index, s)
 }
 
 /// Records the outcome, checks expectations and captures values.
@@ -58,6 +45,7 @@ pub(super) fn settle(
         if let (Some(pattern), Some(actual)) = (&expect.result, &result) {
             let pattern = template::substitute(pattern, vars).unwrap_or_else(|_| pattern.clone());
             let mismatches = matcher::diff(&pattern, actual);
+            report.expected = Some(pattern);
             if !mismatches.is_empty() {
                 report.failures.push(Failure {
                     message: "result does not match the expectation".into(),

@@ -22,6 +22,7 @@ use serde_json::{Value as Json, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::pb_faults::{self, Flow};
 use super::pb_wire::PbConn;
 use super::replies::{Choice, Cursor, Replies};
 use super::server::ServerOptions;
@@ -33,7 +34,7 @@ use crate::message::protobuf::envelope::HANDLE_EVENT;
 use crate::message::protobuf::{Envelope, EnvelopeKind, PdkMethod};
 use crate::net;
 use crate::spec::template::{self, Vars};
-use crate::spec::{Entry, PdkStep, Spec, matcher};
+use crate::spec::{PdkStep, Spec, matcher};
 
 /// How long connections get to finish after shutdown starts.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -237,7 +238,19 @@ async fn converse(
                 _ = tokio::time::sleep(Duration::from_millis(entry.delay_ms)) => {}
             }
         }
-        if let Some(text) = error_text(&entry.error) {
+        match pb_faults::before_reply(conn, entry, sequence) {
+            Some(Flow::Close) => return Ok(()),
+            Some(Flow::Continue) => continue,
+            None => {}
+        }
+        // Garbage in place of the answer needs no result: an entry without
+        // one has the default error, which is not meant here.
+        let garbage = entry
+            .faults
+            .garbage
+            .as_ref()
+            .is_some_and(|g| !g.after_reply);
+        if let Some(text) = error_text(&entry.error).filter(|_| !garbage) {
             conn.closing(
                 &format!(
                     "on_methods[{command:?}][{index}] says error {text:?}: closing the connection, \
@@ -257,7 +270,9 @@ async fn converse(
             }
             conn.send(Direction::ToClient, &[]).await?;
         }
-        send_return(conn, entry, sequence).await?;
+        if pb_faults::send_return(conn, entry, sequence).await? == Flow::Close {
+            return Ok(());
+        }
     }
 }
 
@@ -321,17 +336,6 @@ async fn play(conn: &mut PbConn, steps: &[PdkStep], failures: &AtomicU64) -> Res
         }
     }
     Ok(true)
-}
-
-async fn send_return(conn: &mut PbConn, entry: &Entry, sequence: i64) -> Result<()> {
-    if entry.result.is_null() {
-        return conn.send(Direction::ToClient, &[]).await;
-    }
-    let mut ret = Envelope::from_json(EnvelopeKind::Return, &entry.result).map_err(Error::Other)?;
-    if entry.result.get("sequence").is_none() {
-        ret.set_sequence(sequence);
-    }
-    conn.send(Direction::ToClient, &ret.encode()).await
 }
 
 fn error_text(error: &Json) -> Option<String> {

@@ -80,6 +80,29 @@ impl PbConn {
             })
     }
 
+    /// Writes bytes as they are, outside any frame and unobserved (fault
+    /// injection).
+    pub(crate) async fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.conn
+            .write_all(bytes)
+            .await
+            .map_err(|source| Error::Io {
+                context: format!("{}: writing a faulty reply", self.id()),
+                source,
+            })
+    }
+
+    /// Keeps a note of an injected fault in the conversation record.
+    pub(crate) fn fault(&mut self, note: Json) {
+        self.record.push(note);
+    }
+
+    /// Forgets the call in progress: this side will not answer it, and the
+    /// next frame starts a new call.
+    pub(crate) fn abandon_call(&mut self) {
+        self.conversation.abandon();
+    }
+
     /// Records that this side closes the connection now, and why.
     pub(crate) fn closing(&mut self, why: &str, dir: Direction) {
         tracing::warn!("{} {why}", self.id());

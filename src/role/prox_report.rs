@@ -67,10 +67,7 @@ impl ProxReport {
 
     /// A readable summary: the steps' failures, then the plugin's side.
     pub fn render(&self) -> String {
-        let steps = Report {
-            passed: self.passed,
-            steps: self.steps.clone(),
-        };
+        let steps = Report::new(self.steps.clone());
         let mut out = String::new();
         let p = &self.plugin;
         if let Some(ready) = &p.ready {

@@ -15,6 +15,13 @@
 //! every connection, flushes the recording, removes its socket and exits
 //! with the child's status (see [`ProxyEnd::exit_code`]). The child is
 //! killed if plugtap fails, so it is never left behind.
+//!
+//! **Modes** ([`Mode`], as VCR has them). `record` forwards everything to
+//! the real server. `replay` has no real server: each connection is
+//! answered by the server role's connection loop over a socket pair, from
+//! a server spec, and recorded as usual. `new` answers from the spec what
+//! it can and forwards the rest to the real server, so only new
+//! interactions reach it. `MsgPack:1` only.
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -26,7 +33,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::proxy_conn::{self, Shared};
+use super::proxy_conn::{self, Shared, SpecSide};
+use super::replies::Replies;
+use super::server::ServerOptions;
+use super::server_report::{Misses, ServerReport};
 use crate::codec::Limits;
 use crate::conversation;
 use crate::error::{Error, Result};
@@ -35,7 +45,8 @@ use crate::process::{self, Child};
 use crate::protocol::Protocol;
 use crate::record::redact::{Redactor, Rule};
 use crate::record::{Entry, HeaderInfo, Recorder};
-use crate::spec::StartCmd;
+pub use crate::spec::ProxyMode as Mode;
+use crate::spec::{ServerSpec, StartCmd};
 
 /// How long connections get to finish their queued decoding at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -65,6 +76,13 @@ pub struct ProxyOptions {
     pub wait: Duration,
     /// How long the child gets to exit after SIGTERM before SIGKILL.
     pub grace: Duration,
+    /// Where answers come from.
+    pub mode: Mode,
+    /// The server spec answering in `replay` and `new` modes.
+    pub spec: Option<ServerSpec>,
+    /// `replay`/`new` modes: where to write the spec side's JSON report
+    /// at exit (`-` for stdout).
+    pub report: Option<PathBuf>,
 }
 
 /// Why a proxy run ended.
@@ -108,7 +126,23 @@ impl ProxyEnd {
 }
 
 /// Runs the proxy until a signal (or, in wrapper mode, the child's exit).
-pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<ProxyEnd> {
+/// In `replay` and `new` modes it also returns what the spec side found.
+pub async fn run(
+    opts: ProxyOptions,
+    shutdown: CancellationToken,
+) -> Result<(ProxyEnd, Option<ServerReport>)> {
+    if opts.report.is_some() && opts.mode == Mode::Record {
+        return Err(Error::Other(
+            "--report is for --mode replay and new (what the spec answered)".into(),
+        ));
+    }
+    run_proxy(opts, shutdown).await
+}
+
+async fn run_proxy(
+    opts: ProxyOptions,
+    shutdown: CancellationToken,
+) -> Result<(ProxyEnd, Option<ServerReport>)> {
     let rules = opts
         .redact
         .iter()
@@ -121,8 +155,11 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
             opts.protocol, opts.protocol
         )));
     }
+    let spec_side = spec_side(&opts)?;
     net::socket::check_path(&opts.listen)?;
-    net::socket::check_path(&opts.upstream)?;
+    if opts.mode != Mode::Replay {
+        net::socket::check_path(&opts.upstream)?;
+    }
     let mut term = signal(SignalKind::terminate()).map_err(io("cannot watch SIGTERM"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io("cannot watch SIGINT"))?;
     let start = Instant::now();
@@ -139,15 +176,15 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
         );
         let ready = tokio::select! {
             ready = net::connect_when_ready(&opts.upstream, opts.wait) => ready,
-            _ = term.recv() => return stop_early(c, "SIGTERM", opts.grace).await,
-            _ = int.recv() => return stop_early(c, "SIGINT", opts.grace).await,
+            _ = term.recv() => return Ok((stop_early(c, "SIGTERM", opts.grace).await?, None)),
+            _ = int.recv() => return Ok((stop_early(c, "SIGINT", opts.grace).await?, None)),
             status = c.wait() => {
                 let status = status.map_err(io("waiting for the server"))?;
                 tracing::error!(
                     "`{}` exited ({}) before {} accepted connections",
                     c.display(), process::describe(status), opts.upstream.display()
                 );
-                return Ok(ProxyEnd::ChildExited { status, forwarded: None });
+                return Ok((ProxyEnd::ChildExited { status, forwarded: None }, None));
             }
         };
         if let Err(e) = ready {
@@ -167,6 +204,7 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
                     upstream: opts.upstream.clone(),
                     redact: opts.redact.clone(),
                     command: opts.start_cmd.as_ref().map(StartCmd::display),
+                    mode: (opts.mode != Mode::Record).then(|| opts.mode.name().to_owned()),
                 },
                 start,
             )
@@ -183,6 +221,7 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
         strict: opts.strict,
         full_values: opts.full_values,
         colour: Shared::colour_default(),
+        spec_side,
     });
     if let Some(c) = &child {
         shared
@@ -195,10 +234,14 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
             .await;
     }
     tracing::info!(
-        "proxy {} listening on {} → {}{}",
+        "proxy {} listening on {} → {}{}{}",
         opts.protocol,
         bound.path().display(),
         opts.upstream.display(),
+        match opts.mode {
+            Mode::Record => String::new(),
+            m => format!(" ({} mode)", m.name()),
+        },
         opts.record
             .as_ref()
             .map(|r| format!(", recording to {}", r.display()))
@@ -258,6 +301,16 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("connections still busy after {DRAIN:?}; stopping anyway");
     }
+    let report = shared
+        .spec_side
+        .as_ref()
+        .map(|side| side.misses.report(&side.replies));
+    if let Some(r) = &report {
+        eprint!("{}", r.render());
+        if let Some(path) = &opts.report {
+            super::server::write_report(r, path)?;
+        }
+    }
     drop(shared);
     if let Some(rec) = recorder {
         let path = rec.path().to_owned();
@@ -275,7 +328,46 @@ pub async fn run(opts: ProxyOptions, shutdown: CancellationToken) -> Result<Prox
             path.display()
         );
     }
-    Ok(end)
+    Ok((end, report))
+}
+
+/// The spec side of `replay` and `new` modes; refuses what they cannot do.
+fn spec_side(opts: &ProxyOptions) -> Result<Option<SpecSide>> {
+    if opts.mode == Mode::Record {
+        return Ok(None);
+    }
+    let mode = opts.mode.name();
+    if opts.protocol != Protocol::MsgPack1 {
+        return Err(Error::Other(format!(
+            "--mode {mode} is only available for MsgPack:1 so far, not {}",
+            opts.protocol
+        )));
+    }
+    if opts.mode == Mode::Replay && opts.start_cmd.is_some() {
+        return Err(Error::Other(
+            "--mode replay has no real server; it cannot start one (drop `-- CMD`)".into(),
+        ));
+    }
+    let spec = opts.spec.as_ref().ok_or_else(|| {
+        Error::Other(format!(
+            "--mode {mode} needs --spec SERVER_SPEC to answer from"
+        ))
+    })?;
+    let replies = Replies::new(spec).map_err(Error::Other)?;
+    Ok(Some(SpecSide {
+        replies: Arc::new(replies),
+        misses: Arc::new(Misses::default()),
+        opts: ServerOptions {
+            socket: opts.listen.clone(),
+            limits: opts.limits,
+            full_values: opts.full_values,
+            print_conversations: false,
+            log_messages: false,
+            report: None,
+            verify: false,
+        },
+        fallback: opts.mode == Mode::New,
+    }))
 }
 
 /// Handles SIGTERM/SIGINT: without a child, stop; with one, pass the

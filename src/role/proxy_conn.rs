@@ -17,6 +17,10 @@
 //! End of stream on one side is passed on as a half-close. A read or write
 //! error, `--strict` seeing undecodable bytes, or shutdown closes both
 //! sides.
+//!
+//! In `replay` and `new` modes the upstream side is one end of a socket
+//! pair whose other end the server role's connection loop serves
+//! (`SpecSide`); pumps and decoder are the same.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -36,6 +40,10 @@ use crate::protocol::Protocol;
 use crate::record::redact::Redactor;
 use crate::record::{Entry, RecordTx};
 
+use super::replies::Replies;
+use super::server::{self, Fallback, ServerOptions};
+use super::server_report::Misses;
+
 /// Chunks queued for one connection's decoder before the pumps wait.
 const QUEUE: usize = 256;
 
@@ -50,6 +58,18 @@ pub(crate) struct Shared {
     pub(crate) strict: bool,
     pub(crate) full_values: bool,
     pub(crate) colour: bool,
+    /// `replay` and `new` modes: the spec that answers.
+    pub(crate) spec_side: Option<SpecSide>,
+}
+
+/// The server spec answering in `replay` and `new` modes.
+#[derive(Debug)]
+pub(crate) struct SpecSide {
+    pub(crate) replies: Arc<Replies>,
+    pub(crate) misses: Arc<Misses>,
+    pub(crate) opts: ServerOptions,
+    /// `new` mode: requests the spec does not answer go to the upstream.
+    pub(crate) fallback: bool,
 }
 
 impl Shared {
@@ -61,6 +81,35 @@ impl Shared {
         if let Some(tx) = &self.record {
             tx.send(entry).await;
         }
+    }
+
+    /// The connection that stands for the real server: the real one, or
+    /// in `replay`/`new` modes a socket pair served from the spec.
+    async fn open_upstream(
+        &self,
+        id: ConnId,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<UnixStream> {
+        let Some(side) = &self.spec_side else {
+            return UnixStream::connect(&self.upstream).await;
+        };
+        let fallback = if side.fallback {
+            let real = UnixStream::connect(&self.upstream).await?;
+            let (read, write) = Connection::raw(real, id).into_split();
+            Some(Fallback { read, write })
+        } else {
+            None
+        };
+        let (ours, theirs) = UnixStream::pair()?;
+        tokio::spawn(server::serve_for_proxy(
+            theirs,
+            side.replies.clone(),
+            side.misses.clone(),
+            side.opts.clone(),
+            fallback,
+            cancel.child_token(),
+        ));
+        Ok(ours)
     }
 }
 
@@ -87,7 +136,7 @@ pub(crate) async fn serve(down: UnixStream, shared: Arc<Shared>, cancel: Cancell
             at: Instant::now(),
         })
         .await;
-    let up = match UnixStream::connect(&shared.upstream).await {
+    let up = match shared.open_upstream(id, &cancel).await {
         Ok(up) => up,
         Err(e) => {
             let error = format!(
@@ -281,6 +330,9 @@ async fn decode(
                     if tracing::enabled!(tracing::Level::INFO) {
                         log_frame(id, f, &shared);
                     }
+                    if let Some(problem) = &f.view.problem {
+                        tracing::warn!("{id} {} {problem}", f.dir.arrow());
+                    }
                     redacted
                 }
                 Observed::Undecodable(u) => {
@@ -321,6 +373,17 @@ async fn decode(
                 conn: id,
                 obs,
                 redacted: false,
+            })
+            .await;
+    }
+    for (dir, error) in conv.unanswered() {
+        tracing::warn!("{id} {error}");
+        shared
+            .record(Entry::Error {
+                conn: Some(id),
+                dir: Some(dir),
+                error,
+                at: last,
             })
             .await;
     }

@@ -162,6 +162,16 @@ impl Replies {
         Choice::Entry { index, prepared }
     }
 
+    /// The entries listed for `method`.
+    pub(crate) fn entries(&self, method: &str) -> Option<&[Prepared]> {
+        self.methods.get(method).map(Vec::as_slice)
+    }
+
+    /// The methods the spec has entries for.
+    pub(crate) fn method_names(&self) -> impl Iterator<Item = &str> {
+        self.methods.keys().map(String::as_str)
+    }
+
     /// Entries no request has used yet, as `(method, index)`.
     pub(crate) fn unused(&self) -> Vec<(String, usize)> {
         let mut out: Vec<(String, usize)> = self

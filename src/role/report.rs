@@ -1,11 +1,14 @@
 //! What a client run found: per-step outcome, the reply, failures with
-//! field-level diffs. Rendered for people on stderr, serialised as JSON for
+//! field-level diffs, near misses (see `near_miss.rs`) and expectations
+//! never exercised. Rendered for people on stderr, serialised as JSON for
 //! machines (`--json`).
 
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::near_miss::{self, NearMiss, NotExercised};
 use crate::exit::Outcome;
+use crate::spec::Step;
 use crate::spec::matcher::Mismatch;
 
 /// What a client run found.
@@ -15,6 +18,14 @@ pub struct Report {
     pub passed: bool,
     /// One entry per step of the spec, in order.
     pub steps: Vec<StepReport>,
+    /// For failed expectations: the closest message the run did receive
+    /// (another step's reply, a response with another msgid, a
+    /// notification), when it is closer than the step's own reply.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub near_misses: Vec<NearMiss>,
+    /// Steps whose expectations were never checked, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_exercised: Vec<NotExercised>,
 }
 
 /// How one step went.
@@ -54,6 +65,35 @@ pub struct StepReport {
     /// (`{"method", "args", "reply"}`), in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pdk: Vec<Json>,
+    /// The result pattern of `expect`, after `${name}` substitution.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Json>,
+    /// Responses with another msgid that arrived while waiting for this
+    /// step's reply (`{"msgid", "error", "result"}`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub strays: Vec<Json>,
+}
+
+impl StepReport {
+    /// The report of a step that has not run yet.
+    pub fn blank(index: usize, step: &Step) -> StepReport {
+        StepReport {
+            index,
+            name: step.name.clone(),
+            method: step.method.clone(),
+            status: StepStatus::NotRun,
+            msgid: None,
+            params: None,
+            error: None,
+            result: None,
+            notifications: vec![],
+            failures: vec![],
+            elapsed_ms: None,
+            pdk: vec![],
+            expected: None,
+            strays: vec![],
+        }
+    }
 }
 
 /// Step outcome.
@@ -88,16 +128,26 @@ impl Failure {
 }
 
 impl Report {
-    /// A readable summary with a diff per failed expectation.
+    /// The report of a run from its steps: whether it passed, near misses
+    /// and expectations never exercised.
+    pub fn new(steps: Vec<StepReport>) -> Report {
+        let passed = steps.iter().all(|r| r.status == StepStatus::Passed);
+        Report {
+            passed,
+            near_misses: near_miss::near_misses(&steps),
+            not_exercised: near_miss::not_exercised(&steps),
+            steps,
+        }
+    }
+
+    /// A readable summary with a diff per failed expectation, the closest
+    /// message for each, and what was never exercised.
     pub fn render(&self) -> String {
         let mut out = String::new();
         for s in &self.steps {
             let label = s.name.as_deref().unwrap_or(&s.method);
             match s.status {
-                StepStatus::Passed => {}
-                StepStatus::NotRun => {
-                    out.push_str(&format!("  - step {} {label}: not run\n", s.index))
-                }
+                StepStatus::Passed | StepStatus::NotRun => {}
                 StepStatus::Failed => {
                     out.push_str(&format!("  ✗ step {} {label}\n", s.index));
                     for f in &s.failures {
@@ -106,9 +156,13 @@ impl Report {
                             out.push_str(&format!("        {m}\n"));
                         }
                     }
+                    for n in self.near_misses.iter().filter(|n| n.step == s.index) {
+                        out.push_str(&n.render());
+                    }
                 }
             }
         }
+        out.push_str(&near_miss::render_not_exercised(&self.not_exercised));
         let count = |st| self.steps.iter().filter(|s| s.status == st).count();
         out.push_str(&format!(
             "{} steps: {} passed, {} failed, {} not run\n",

@@ -4,8 +4,14 @@
 //! once (each a sequential request/response loop, as Kong expects), logs
 //! every message, and when a connection ends prints that connection's
 //! conversation as one JSON line on stdout. On SIGINT/SIGTERM it stops
-//! accepting, lets connections finish their current reply, and removes the
-//! socket.
+//! accepting, lets connections finish their current reply, removes the
+//! socket, and reports what was never used or never matched
+//! (`server_report.rs`).
+//!
+//! The same connection loop answers for the proxy's `replay` and `new`
+//! modes (`serve_for_proxy`): there it sits on one end of a socket pair,
+//! and in `new` mode forwards the requests the spec does not answer to the
+//! real server, relaying its bytes back unchanged.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -20,12 +26,13 @@ use tokio_util::task::TaskTracker;
 use super::faults;
 use super::log_message;
 use super::replies::{Choice, Cursor, Replies};
+use super::server_report::{Misses, ServerReport};
 use crate::codec::{CodecError, Limits, MsgpackCodec, hex, msgpack};
 use crate::error::{Error, Result};
 use crate::exit::Outcome;
 use crate::message::msgpack_rpc::{self, RpcMessage};
 use crate::message::{Direction, Kind};
-use crate::net::{self, Connection};
+use crate::net::{self, Connection, ReadHalf, WriteHalf};
 use crate::spec::Spec;
 use crate::value_json;
 
@@ -43,11 +50,25 @@ pub struct ServerOptions {
     pub full_values: bool,
     /// Print each connection's conversation as JSON on stdout.
     pub print_conversations: bool,
+    /// Log every message (the proxy's modes log frames themselves).
+    pub log_messages: bool,
+    /// Where to write the JSON report at exit (`-` for stdout).
+    pub report: Option<PathBuf>,
+    /// Exit 1 when an entry was never used or a request matched none.
+    pub verify: bool,
+}
+
+/// The real server behind the proxy's `new` mode: requests the spec does
+/// not answer go there, and everything it sends comes back unchanged.
+pub(crate) struct Fallback {
+    pub(crate) read: ReadHalf<()>,
+    pub(crate) write: WriteHalf,
 }
 
 /// Runs the mock server until `shutdown` is cancelled.
 pub async fn run(spec: &Spec, opts: ServerOptions, shutdown: CancellationToken) -> Result<Outcome> {
     let replies = Arc::new(Replies::new(&spec.server).map_err(Error::Other)?);
+    let misses = Arc::new(Misses::default());
     let bound = net::bind(&opts.socket)?;
     tracing::info!(
         "mock {} server listening on {}",
@@ -67,6 +88,7 @@ pub async fn run(spec: &Spec, opts: ServerOptions, shutdown: CancellationToken) 
                 tracker.spawn(serve(
                     conn,
                     replies.clone(),
+                    misses.clone(),
                     opts.clone(),
                     shutdown.child_token(),
                 ));
@@ -82,24 +104,84 @@ pub async fn run(spec: &Spec, opts: ServerOptions, shutdown: CancellationToken) 
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("connections still open after {DRAIN:?}; closing them");
     }
-    for (method, index) in replies.unused() {
-        tracing::info!("spec entry on_methods[{method:?}][{index}] was never used");
-    }
     drop(bound);
-    Ok(Outcome::Passed)
+    let report = misses.report(&replies);
+    eprint!("{}", report.render());
+    if let Some(path) = &opts.report {
+        write_report(&report, path)?;
+    }
+    Ok(report.outcome(opts.verify))
+}
+
+/// Writes the JSON report to `path` (`-`: one line on stdout).
+pub(crate) fn write_report(report: &ServerReport, path: &std::path::Path) -> Result<()> {
+    let io = |source| Error::Io {
+        context: format!("writing the report to {}", path.display()),
+        source,
+    };
+    if path == std::path::Path::new("-") {
+        let line = serde_json::to_string(report).map_err(|e| Error::Other(e.to_string()))?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").map_err(io)?;
+        out.flush().map_err(io)
+    } else {
+        let text = serde_json::to_string_pretty(report).map_err(|e| Error::Other(e.to_string()))?;
+        std::fs::write(path, text + "\n").map_err(io)
+    }
+}
+
+/// Serves one proxied connection from the spec (`replay` mode), or from
+/// the spec first and `fallback` for the rest (`new` mode).
+pub(crate) async fn serve_for_proxy(
+    stream: tokio::net::UnixStream,
+    replies: Arc<Replies>,
+    misses: Arc<Misses>,
+    opts: ServerOptions,
+    fallback: Option<Fallback>,
+    cancel: CancellationToken,
+) {
+    let mut conn = Connection::new(stream, MsgpackCodec::new(opts.limits));
+    let mut cursor = Cursor::default();
+    let mut log = Vec::new();
+    let mut fallback = fallback;
+    let id = conn.id();
+    let ctx = Ctx {
+        replies: &replies,
+        misses: &misses,
+        opts: &opts,
+        cancel: &cancel,
+    };
+    if let Err(e) = converse(&mut conn, &ctx, &mut cursor, &mut log, fallback.as_mut()).await {
+        tracing::warn!("{id} (spec side) ended: {e}");
+    }
+}
+
+/// What every connection of a run shares.
+struct Ctx<'a> {
+    replies: &'a Replies,
+    misses: &'a Misses,
+    opts: &'a ServerOptions,
+    cancel: &'a CancellationToken,
 }
 
 /// One connection's loop; prints its conversation when it ends.
 async fn serve(
     mut conn: Connection<MsgpackCodec>,
     replies: Arc<Replies>,
+    misses: Arc<Misses>,
     opts: ServerOptions,
     cancel: CancellationToken,
 ) {
     let mut log = Vec::new();
     let mut cursor = Cursor::default();
     let id = conn.id();
-    let result = converse(&mut conn, &replies, &opts, &cancel, &mut cursor, &mut log).await;
+    let ctx = Ctx {
+        replies: &replies,
+        misses: &misses,
+        opts: &opts,
+        cancel: &cancel,
+    };
+    let result = converse(&mut conn, &ctx, &mut cursor, &mut log, None).await;
     match &result {
         Ok(()) => tracing::debug!("{id} closed"),
         Err(e) => tracing::warn!("{id} ended: {e}"),
@@ -117,12 +199,17 @@ async fn serve(
 
 async fn converse(
     conn: &mut Connection<MsgpackCodec>,
-    replies: &Replies,
-    opts: &ServerOptions,
-    cancel: &CancellationToken,
+    ctx: &Ctx<'_>,
     cursor: &mut Cursor,
     log: &mut Vec<Json>,
+    mut fallback: Option<&mut Fallback>,
 ) -> Result<()> {
+    let Ctx {
+        replies,
+        misses,
+        opts,
+        cancel,
+    } = *ctx;
     for (method, params) in replies.on_connect() {
         let note = RpcMessage::Notification {
             method: method.clone(),
@@ -134,6 +221,19 @@ async fn converse(
         let frame = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             frame = conn.read_frame() => frame,
+            chunk = upstream_chunk(&mut fallback) => {
+                match chunk {
+                    Some(bytes) => {
+                        conn.write_all(&bytes).await.map_err(|source| Error::Io {
+                            context: format!("{}: relaying the upstream's bytes", conn.id()),
+                            source,
+                        })?;
+                        continue;
+                    }
+                    // The real server closed: so does this connection.
+                    None => return Ok(()),
+                }
+            }
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -141,7 +241,9 @@ async fn converse(
             Err(e) => return Err(undecodable(conn, e, log)),
         };
         let view = msgpack_rpc::view_of(&frame.value);
-        log_message(conn.id(), Direction::ToServer, &view, opts.full_values);
+        if opts.log_messages {
+            log_message(conn.id(), Direction::ToServer, &view, opts.full_values);
+        }
         if opts.print_conversations {
             log.push(entry(view.kind, &view.value, view.problem.as_deref()));
         }
@@ -153,7 +255,26 @@ async fn converse(
             }) => {
                 let params_json = value_json::to_json(&params);
                 let mut faults = None;
-                let (error, result, delay) = match replies.choose(cursor, &method, &params_json) {
+                let choice = replies.choose(cursor, &method, &params_json);
+                if let (Some(up), false) =
+                    (fallback.as_mut(), matches!(choice, Choice::Entry { .. }))
+                {
+                    misses.forwarded();
+                    tracing::debug!(
+                        "{} no entry answers {method}; forwarding it to the upstream",
+                        conn.id()
+                    );
+                    up.write
+                        .write_all(&frame.raw)
+                        .await
+                        .map_err(|source| Error::Io {
+                            context: format!("{}: forwarding {method} to the upstream", conn.id()),
+                            source,
+                        })?;
+                    continue;
+                }
+                misses.request();
+                let (error, result, delay) = match choice {
                     Choice::Entry { index, prepared } => {
                         tracing::debug!(
                             "{} replying from on_methods[{method:?}][{index}]",
@@ -175,26 +296,10 @@ async fn converse(
                             prepared.entry.delay_ms,
                         )
                     }
-                    Choice::NotThisCall(call) => {
-                        tracing::warn!(
-                            "{} no entry for {method} applies to call {call}; replying `not implemented`",
-                            conn.id()
-                        );
-                        (Mp::from("not implemented"), Mp::Nil, 0)
-                    }
-                    Choice::NoEntries => {
-                        tracing::warn!(
-                            "{} no entry for {method}; replying `not implemented`",
-                            conn.id()
-                        );
-                        (Mp::from("not implemented"), Mp::Nil, 0)
-                    }
-                    Choice::NoMatch => {
-                        tracing::warn!(
-                            "{} no entry for {method} matches params {}; replying `not implemented`",
-                            conn.id(),
-                            params_json
-                        );
+                    other => {
+                        let why =
+                            misses.miss(replies, conn.id(), msgid, &method, &params_json, &other);
+                        tracing::warn!("{} {why}; replying `not implemented`", conn.id());
                         (Mp::from("not implemented"), Mp::Nil, 0)
                     }
                 };
@@ -237,6 +342,21 @@ async fn converse(
     }
 }
 
+/// The next chunk the fallback upstream sends; never ready without one.
+async fn upstream_chunk(fallback: &mut Option<&mut Fallback>) -> Option<bytes::Bytes> {
+    match fallback {
+        Some(f) => match f.read.read_chunk().await {
+            Ok(Some(bytes)) => Some(bytes),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("{} reading from the upstream: {e}", f.read.id());
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
 pub(super) async fn send(
     conn: &mut Connection<MsgpackCodec>,
     msg: &RpcMessage,
@@ -244,7 +364,9 @@ pub(super) async fn send(
     log: &mut Vec<Json>,
 ) -> Result<()> {
     let view = msg.view();
-    log_message(conn.id(), Direction::ToClient, &view, opts.full_values);
+    if opts.log_messages {
+        log_message(conn.id(), Direction::ToClient, &view, opts.full_values);
+    }
     // Kept only when printed, so a long-running mock does not grow.
     if opts.print_conversations {
         log.push(entry(view.kind, &view.value, None));

@@ -65,13 +65,35 @@ pub fn event(line: &Line, out: &mut impl Write) -> std::io::Result<()> {
                         ),
                     }
                 }
+                // ProtoBuf:1: the method-name frame names it; args and
+                // replies show their method and value.
+                Kind::PdkCall => format!("pdk-call {}", v.method.as_deref().unwrap_or("")),
+                Kind::PdkArgs | Kind::PdkReply => format!(
+                    "{} {} {} {}",
+                    v.kind.label(),
+                    v.method.as_deref().unwrap_or("?"),
+                    v.pdk_type().unwrap_or("?"),
+                    shorten(&v.value.to_string(), LABEL)
+                ),
+                Kind::PdkEnd => "pdk-end".into(),
+                Kind::Closed => format!(
+                    "CLOSED{id} {}: {}",
+                    v.method.as_deref().unwrap_or(""),
+                    shorten(v.error.as_deref().unwrap_or(""), 2 * LABEL)
+                ),
                 _ => format!(
                     "{} {}",
                     v.kind.label(),
                     shorten(&v.value.to_string(), LABEL)
                 ),
             };
+            let label = match &v.problem {
+                Some(p) => format!("{label} ({})", shorten(p, LABEL)),
+                None => label,
+            };
             let arrow = match (f.dir, v.kind) {
+                (Direction::ToServer, Kind::Closed) => "K--xS",
+                (Direction::ToClient, Kind::Closed) => "S--xK",
                 (Direction::ToServer, _) => "K->>S",
                 (Direction::ToClient, Kind::Notification) => "S-)K",
                 (Direction::ToClient, _) => "S-->>K",

@@ -95,6 +95,7 @@ pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
             redact: raw.redact.unwrap_or_default(),
             strict: raw.strict.unwrap_or_default(),
             start_cmd: raw.start_cmd.clone(),
+            mode: raw.mode.unwrap_or_default(),
         },
         client: ClientSpec {
             try_methods: raw.try_methods.unwrap_or_default(),
@@ -204,6 +205,14 @@ fn check(spec: &mut Spec) -> Result<(), String> {
             Protocol::ProtoBuf1
         ));
     }
+    if spec.protocol != Protocol::MsgPack1
+        && spec.client.try_methods.iter().any(|s| s.conn.is_some())
+    {
+        spec.warnings.push(format!(
+            "step `conn` labels are only used with \"protocol\": \"{}\"; all steps run on one connection",
+            Protocol::MsgPack1
+        ));
+    }
     if spec.protocol != Protocol::Prox && spec.prox != ProxSpec::default() {
         spec.warnings.push(format!(
             "`prox` is only used with \"protocol\": \"{}\" (or --protocol)",
@@ -215,6 +224,7 @@ fn check(spec: &mut Spec) -> Result<(), String> {
         ("record", spec.proxy.record.is_some()),
         ("redact", !spec.proxy.redact.is_empty()),
         ("strict", spec.proxy.strict),
+        ("mode", spec.proxy.mode != super::ProxyMode::Record),
     ];
     if matches!(role, Some(Role::Client | Role::Server)) {
         for (key, present) in proxy_keys {
@@ -224,7 +234,7 @@ fn check(spec: &mut Spec) -> Result<(), String> {
         }
     }
     if role == Some(Role::Proxy) {
-        if !spec.server.on_methods.is_empty() {
+        if !spec.server.on_methods.is_empty() && spec.proxy.mode == super::ProxyMode::Record {
             unused.push(("on_methods", Role::Server));
         }
         if !spec.client.try_methods.is_empty() {
@@ -289,6 +299,7 @@ struct RawSpec {
     record: Option<PathBuf>,
     redact: Option<Vec<String>>,
     strict: Option<bool>,
+    mode: Option<super::ProxyMode>,
     kong: Option<super::kong::KongSpec>,
     prox: Option<ProxSpec>,
 }

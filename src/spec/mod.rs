@@ -155,6 +155,30 @@ pub struct ClientSpec {
     pub kong: Option<kong::KongSpec>,
 }
 
+/// Where the proxy's answers come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyMode {
+    /// Everything goes to the real server (the default).
+    #[default]
+    Record,
+    /// No real server: the server spec answers.
+    Replay,
+    /// The spec answers what it can; the rest goes to the real server.
+    New,
+}
+
+impl ProxyMode {
+    /// The name used on the command line and in recordings.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyMode::Record => "record",
+            ProxyMode::Replay => "replay",
+            ProxyMode::New => "new",
+        }
+    }
+}
+
 /// Proxy-role part of a spec.
 #[derive(Debug, Clone, Default)]
 pub struct ProxySpec {
@@ -168,6 +192,9 @@ pub struct ProxySpec {
     pub strict: bool,
     /// The real server's command (wrapper mode); the spec's `start_cmd`.
     pub start_cmd: Option<StartCmd>,
+    /// Where answers come from (`mode`); in `replay` and `new` modes the
+    /// spec's `on_methods` answer.
+    pub mode: ProxyMode,
 }
 
 /// One call the client makes.

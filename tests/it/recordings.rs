@@ -18,6 +18,14 @@ pub const RECORDED: &[(&str, &str)] = &[
         "recordings::redacted_recording_hides_the_greeting_and_its_raw_bytes",
     ),
     (
+        "python-interleaved.jsonl",
+        "export_roundtrip::committed_exports_match_fresh_exports_of_the_recordings",
+    ),
+    (
+        "go-pdk-event-cycle.jsonl",
+        "pb_proxy::real_go_pdk_frames_replayed_through_the_proxy_match_the_committed_recording",
+    ),
+    (
         "goplugin-python-kv.jsonl",
         "goplugin::record::the_committed_kv_recording_holds_the_whole_run",
     ),

@@ -31,6 +31,22 @@ const EXERCISED: &[(&str, &str)] = &[
         "pb_roles::full_event_cycle_between_client_and_server_roles",
     ),
     (
+        "pb-mock-faults.json",
+        "pb_inject::each_fault_is_reported_by_the_client_and_recorded_by_the_proxy",
+    ),
+    (
+        "pb-kong-go-peer.json",
+        "pb_kong::requests_run_through_the_pb_mock_with_kongs_lifecycle_and_answers",
+    ),
+    (
+        "export-go-pdk-event-cycle-server.json",
+        "pb_export::committed_go_pdk_exports_are_up_to_date_and_replay",
+    ),
+    (
+        "export-go-pdk-event-cycle-client.json",
+        "pb_export::committed_go_pdk_exports_are_up_to_date_and_replay",
+    ),
+    (
         "kong-hello.json",
         "kong::one_line_spec_runs_a_request_through_the_python_plugin",
     ),
@@ -65,6 +81,26 @@ const EXERCISED: &[(&str, &str)] = &[
     (
         "prox-client.json",
         "prox_roles::client_drives_the_python_plugin",
+    ),
+    (
+        "client-interleaved.json",
+        "export_roundtrip::round_trip_c_interleaved_connections_keep_each_events_step_replies",
+    ),
+    (
+        "export-python-event-cycle-server.json",
+        "export_roundtrip::committed_exports_match_fresh_exports_of_the_recordings",
+    ),
+    (
+        "export-python-event-cycle-client.json",
+        "export_roundtrip::committed_exports_replay",
+    ),
+    (
+        "export-python-interleaved-server.json",
+        "export_roundtrip::committed_exports_replay",
+    ),
+    (
+        "export-python-interleaved-client.json",
+        "export_roundtrip::committed_exports_replay",
     ),
     (
         "export-goplugin-python-kv-server.json",

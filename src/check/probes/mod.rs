@@ -315,7 +315,7 @@ async fn run_event(
     (report, result)
 }
 
-fn new_pdk(phase: &str, identity: &Identity) -> Pdk {
+pub(in crate::check) fn new_pdk(phase: &str, identity: &Identity) -> Pdk {
     let mut pdk = Pdk::new(
         HttpRequest::from_spec(&RequestSpec::default(), None),
         Upstream::from_spec(&UpstreamSpec::default()),

@@ -1,0 +1,258 @@
+//! The `ProtoBuf:1` dialect. A connection carries one call at a time: an
+//! RpcCall (named by its command; its content is the params), then for
+//! `cmd_handle_event` the PDK calls the server made (method name,
+//! arguments, Kong's reply), then the RpcReturn, or the server closing the
+//! connection, which is its error (`"closed"`).
+//!
+//! Server entries: `result` is the RpcReturn without its `sequence` (the
+//! mock echoes the call's), `null` for go-pdk's empty frame, `error:
+//! "closed"` for a close; an event's entry has `pdk`, the calls the
+//! server made with their arguments. Client specs get `on_pdk`, Kong's
+//! recorded answers per method and arguments, and expectations on the
+//! RpcReturn without `sequence` and `startedAt`.
+
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value as Json, json};
+
+use super::{Dialect, Exchange, Item, Reply};
+use crate::message::{Direction, Kind};
+use crate::protocol::Protocol;
+use crate::record::FrameEvent;
+use crate::spec::Notification;
+
+/// Where an event's PDK calls travel inside a [`Reply`]'s result between
+/// [`Dialect::frame`] and [`Dialect::server_reply`].
+const PDK: &str = "$pdk";
+
+/// The call in flight on one connection.
+#[derive(Debug)]
+struct Pending {
+    exchange: Exchange,
+    pdk: Vec<Json>,
+}
+
+/// Pairs `ProtoBuf:1` frames; see the module docs.
+#[derive(Debug, Default)]
+pub struct ProtobufDialect {
+    pending: HashMap<u64, Pending>,
+    /// Kong's answers: method → distinct (args, reply), in recorded order.
+    answers: IndexMap<String, Vec<(Json, Json)>>,
+    /// `seq` of the frame being fed (a reply's `reply_seq`).
+    last_seq: u64,
+}
+
+impl ProtobufDialect {
+    fn finish(&mut self, conn: u64, reply: Option<Reply>) -> Vec<Item> {
+        let Some(mut p) = self.pending.remove(&conn) else {
+            return vec![];
+        };
+        if reply.is_some() {
+            p.exchange.reply_seq = self.last_seq;
+        }
+        p.exchange.reply = reply.map(|mut r| {
+            if !p.pdk.is_empty() {
+                let mut with = Map::new();
+                with.insert(PDK.into(), Json::Array(p.pdk));
+                with.insert("return".into(), r.result);
+                r.result = Json::Object(with);
+            }
+            r
+        });
+        vec![Item::Exchange(p.exchange)]
+    }
+}
+
+/// The RpcReturn without what the mock fills in itself, and the PDK calls.
+fn split(result: &Json) -> (Json, Option<&Json>) {
+    match result.get(PDK) {
+        Some(pdk) => (
+            result.get("return").cloned().unwrap_or(Json::Null),
+            Some(pdk),
+        ),
+        None => (result.clone(), None),
+    }
+}
+
+fn without_sequence(mut v: Json) -> Json {
+    if let Json::Object(m) = &mut v {
+        m.remove("sequence");
+    }
+    v
+}
+
+impl Dialect for ProtobufDialect {
+    fn protocol(&self) -> Protocol {
+        Protocol::ProtoBuf1
+    }
+
+    fn frame(&mut self, frame: &FrameEvent) -> Result<Vec<Item>, String> {
+        self.last_seq = frame.stamp.seq;
+        let msg = &frame.msg;
+        let conn = frame.conn;
+        match (msg.kind, frame.dir) {
+            (Kind::Request, Direction::ToServer) => {
+                let mut out = vec![];
+                if self.pending.contains_key(&conn) {
+                    out = self.finish(conn, None);
+                }
+                let Some(method) = msg.method.clone() else {
+                    tracing::warn!("connection {conn}: an RpcCall with no command left out");
+                    return Ok(out);
+                };
+                // The content is the one member beside `sequence`.
+                let params = msg
+                    .value
+                    .as_object()
+                    .and_then(|m| m.iter().find(|(k, _)| k.as_str() != "sequence"))
+                    .map_or_else(|| json!({}), |(_, v)| v.clone());
+                self.pending.insert(
+                    conn,
+                    Pending {
+                        exchange: Exchange {
+                            conn,
+                            request_seq: frame.stamp.seq,
+                            reply_seq: 0,
+                            method,
+                            params,
+                            reply: None,
+                            notifications: vec![],
+                        },
+                        pdk: vec![],
+                    },
+                );
+                Ok(out)
+            }
+            (Kind::PdkCall | Kind::PdkEnd, Direction::ToClient) => Ok(vec![]),
+            (Kind::PdkArgs, Direction::ToClient) => {
+                if let Some(p) = self.pending.get_mut(&conn) {
+                    p.pdk.push(json!({
+                        "method": msg.method.clone().unwrap_or_default(),
+                        "args": msg.value,
+                    }));
+                }
+                Ok(vec![])
+            }
+            (Kind::PdkReply, Direction::ToServer) => {
+                let method = msg.method.clone().unwrap_or_default();
+                let Some(step) = self.pending.get(&conn).and_then(|p| p.pdk.last()) else {
+                    return Err(format!("a reply to {method} with no PDK call before it"));
+                };
+                let args = step["args"].clone();
+                // An empty frame is nil, whatever the type's empty message.
+                let reply = if frame.len <= 4 {
+                    Json::Null
+                } else {
+                    msg.value.clone()
+                };
+                let seen = self.answers.entry(method).or_default();
+                if !seen.iter().any(|(a, r)| *a == args && *r == reply) {
+                    seen.push((args, reply));
+                }
+                Ok(vec![])
+            }
+            (Kind::Response, Direction::ToClient) => {
+                // go-pdk's empty frame (commands it does not implement) is `null`.
+                let result = if frame.len <= 4 {
+                    Json::Null
+                } else {
+                    msg.value.clone()
+                };
+                Ok(self.finish(
+                    conn,
+                    Some(Reply {
+                        error: Json::Null,
+                        result,
+                    }),
+                ))
+            }
+            (Kind::Closed, Direction::ToClient) => Ok(self.finish(
+                conn,
+                Some(Reply {
+                    error: json!("closed"),
+                    result: Json::Null,
+                }),
+            )),
+            // Kong gave up (after kong.response.exit, or a timeout).
+            (Kind::Closed, Direction::ToServer) => Ok(self.finish(conn, None)),
+            (Kind::Malformed, _) => {
+                tracing::warn!(
+                    "connection {conn}: malformed frame left out ({}): {}",
+                    msg.problem.as_deref().unwrap_or("no reason given"),
+                    msg.value
+                );
+                Ok(vec![])
+            }
+            (kind, dir) => Err(format!(
+                "a {} travelling {} is not ProtoBuf:1 traffic",
+                kind.label().trim(),
+                match dir {
+                    Direction::ToServer => "to the server",
+                    Direction::ToClient => "to the client",
+                }
+            )),
+        }
+    }
+
+    fn close(&mut self, conn: u64) -> Vec<Item> {
+        self.finish(conn, None)
+    }
+
+    fn volatile_keys(&self) -> &'static [&'static str] {
+        &["sequence", "startedAt"]
+    }
+
+    fn volatile_notification(&self, _: &Notification) -> bool {
+        false
+    }
+
+    fn server_reply(&self, reply: Option<&Reply>, entry: &mut Map<String, Json>) {
+        let Some(r) = reply else {
+            entry.insert("no_reply".into(), Json::Bool(true));
+            return;
+        };
+        if !r.error.is_null() {
+            entry.insert("error".into(), r.error.clone());
+            return;
+        }
+        let (ret, pdk) = split(&r.result);
+        if let Some(pdk) = pdk {
+            entry.insert("pdk".into(), pdk.clone());
+        }
+        entry.insert("result".into(), without_sequence(ret));
+    }
+
+    fn client_expect(&self, reply: &Reply, result: Option<Json>) -> Json {
+        if !reply.error.is_null() {
+            return json!({"error": reply.error});
+        }
+        match result.map(|r| split(&r).0) {
+            Some(Json::Null) | None => json!({"error": null}),
+            Some(r) => json!({"error": null, "result": r}),
+        }
+    }
+
+    fn client_extra(&self) -> Map<String, Json> {
+        let mut on_pdk = Map::new();
+        for (method, seen) in &self.answers {
+            let several = seen.len() > 1;
+            let entries = seen
+                .iter()
+                .map(|(args, reply)| {
+                    if several {
+                        json!({"match": args, "result": reply})
+                    } else {
+                        json!({"result": reply})
+                    }
+                })
+                .collect();
+            on_pdk.insert(method.clone(), Json::Array(entries));
+        }
+        let mut extra = Map::new();
+        if !on_pdk.is_empty() {
+            extra.insert("on_pdk".into(), Json::Object(on_pdk));
+        }
+        extra
+    }
+}
