@@ -441,3 +441,26 @@ fn while_recording_stderr_still_passes_byte_for_byte() {
         ["line one \u{fffd}", "{\"@level\":\"info\"}", "partial"]
     );
 }
+
+#[test]
+fn replay_modes_are_refused_for_go_plugin_with_a_pointer_to_export() {
+    let dir = support::tmpdir();
+    let out = support::run(
+        dir.path(),
+        &[
+            "proxy",
+            "--protocol",
+            "go-plugin",
+            "--mode",
+            "replay",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("plugtap export REC --as server"),
+        "{}",
+        out.stderr
+    );
+}
