@@ -12,6 +12,7 @@ use crate::cli::{CommonArgs, parse_protocol, parse_secs};
 use plugtap::codec::Limits;
 use plugtap::exit::Outcome;
 use plugtap::protocol::Protocol;
+use plugtap::role::prox_proxy::{self, ProxWrapperOptions};
 use plugtap::role::proxy::{self, Mode, ProxyOptions};
 use plugtap::spec::{Spec, StartCmd};
 
@@ -43,10 +44,15 @@ Examples:
   plugtap proxy --protocol go-plugin --proto kv.proto -- python3 plugin.py
   plugtap proxy --protocol go-plugin --record /tmp/kv.jsonl -- python3 plugin.py
 
+  # Use plugtap as a prox plugin command (from a script: prox passes no
+  # arguments): relays its stdin/stdout lines, proxies its hook socket.
+  plugtap proxy --protocol prox --record /tmp/prox-{pid}.jsonl -- ./my-plugin
+
 Exit codes: 0 stopped by SIGINT/SIGTERM; 2 usage or runtime error. In wrapper
 mode plugtap exits when the server exits, with the server's exit code
 (128+N if signal N killed it; 0 if it ended because of the SIGINT/SIGTERM
-plugtap passed on). The go-plugin wrapper exits with its plugin's exit code.";
+plugtap passed on). The go-plugin and prox wrappers exit with their plugin's
+exit code.";
 
 /// Arguments of `proxy`.
 #[derive(Debug, Args)]
@@ -178,6 +184,37 @@ pub async fn proxy(
             mode.name()
         );
     }
+    if protocol == Protocol::Prox && !args.cmd.is_empty() {
+        if mode != Mode::Record {
+            bail!(
+                "--mode {} is not available for the prox wrapper yet; it records",
+                mode.name()
+            );
+        }
+        if args.upstream.is_some() {
+            bail!(
+                "--upstream does not apply to the prox wrapper: the plugin's `ready` names its socket"
+            );
+        }
+        let end = prox_proxy::run(ProxWrapperOptions {
+            command: StartCmd::Argv(args.cmd),
+            listen: args.listen,
+            record: args.record,
+            strict: args.strict,
+            redact: args.redact,
+            limits: Limits {
+                max_message: args.max_message.min(plugtap::codec::prox::MAX_FRAME),
+                max_depth: args.max_depth,
+            },
+            full_values: full,
+            wait: args.wait,
+        })
+        .await?;
+        return Ok(match end.exit_code() {
+            0 => Outcome::Passed,
+            code => Outcome::Code(code),
+        });
+    }
     let listen = args.listen.or_else(|| spec.and_then(|s| s.socket.clone()));
     let upstream = args
         .upstream
@@ -224,7 +261,10 @@ pub async fn proxy(
         start_cmd,
         protocol,
         limits: Limits {
-            max_message: args.max_message,
+            max_message: match protocol {
+                Protocol::Prox => args.max_message.min(plugtap::codec::prox::MAX_FRAME),
+                _ => args.max_message,
+            },
             max_depth: args.max_depth,
         },
         full_values: full,

@@ -18,9 +18,9 @@
 //!
 //! Each protocol implements the trait in its own file ([`msgpack`] for
 //! `MsgPack:1`, [`protobuf`] for `ProtoBuf:1`); [`for_protocol`] picks one.
-//! ([`prox`] follows a prox plugin socket connection, where a reply is
-//! decoded with the hook of the call before it; the proxy does not use it
-//! yet.) A protocol whose frames only
+//! [`prox`] follows a prox plugin socket connection, where a reply is
+//! decoded with the hook of the call before it; [`prox_stream`] feeds it
+//! chunks for prox's wrapper. A protocol whose frames only
 //! make sense in context (ProtoBuf:1's PDK frames, typed by the method-name
 //! frame before them) keeps that context inside its implementation.
 
@@ -29,6 +29,7 @@ pub mod protobuf;
 mod protobuf_decode;
 mod protobuf_stream;
 pub mod prox;
+pub mod prox_stream;
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,7 @@ use crate::protocol::Protocol;
 
 pub use msgpack::MsgpackConversation;
 pub use protobuf_stream::ProtobufStream;
+pub use prox_stream::ProxStream;
 
 /// A chunk of bytes as a proxy read it.
 #[derive(Debug, Clone)]
@@ -127,11 +129,13 @@ pub trait Conversation: Send {
 }
 
 /// A conversation decoding `protocol`, for the protocols a byte-level
-/// proxy can decode (go-plugin runs its own HTTP/2 proxy instead).
+/// proxy can decode (go-plugin runs its own HTTP/2 proxy instead; prox's
+/// socket connections are proxied by its wrapper, `role::prox_proxy`).
 pub fn for_protocol(protocol: Protocol, limits: Limits) -> Option<Box<dyn Conversation>> {
     match protocol {
         Protocol::MsgPack1 => Some(Box::new(MsgpackConversation::new(limits))),
         Protocol::ProtoBuf1 => Some(Box::new(ProtobufStream::new(limits))),
-        Protocol::GoPlugin | Protocol::Prox => None,
+        Protocol::Prox => Some(Box::new(ProxStream::new(limits))),
+        Protocol::GoPlugin => None,
     }
 }

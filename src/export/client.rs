@@ -50,8 +50,25 @@ impl ClientExport {
         }
     }
 
-    fn exchange(&mut self, ex: Exchange, dialect: &dyn Dialect) {
-        let Some(reply) = ex.reply else {
+    fn exchange(&mut self, mut ex: Exchange, dialect: &dyn Dialect) {
+        if ex.reply.is_none() && dialect.one_way(&ex.method) {
+            // Sent as recorded, with nothing to expect.
+            self.conns.insert(ex.conn);
+            self.steps.push(StepOut {
+                request_seq: ex.request_seq,
+                conn: ex.conn,
+                method: ex.method,
+                params: ex.params,
+                reply: Reply {
+                    error: Json::Null,
+                    result: Json::Null,
+                },
+                result: None,
+                capture: IndexMap::new(),
+            });
+            return;
+        }
+        let Some(reply) = ex.reply.take() else {
             tracing::warn!(
                 "connection {}: {} got no reply in the recording; the step is left out",
                 ex.conn,
@@ -233,7 +250,10 @@ impl SinkOut for ClientExport {
                 }
                 step.insert("method".into(), json!(s.method));
                 step.insert("params".into(), s.params);
-                step.insert("expect".into(), dialect.client_expect(&s.reply, s.result));
+                let expect = dialect.client_expect(&s.reply, s.result);
+                if !expect.is_null() {
+                    step.insert("expect".into(), expect);
+                }
                 if !s.capture.is_empty() {
                     step.insert("capture".into(), json!(s.capture));
                 }

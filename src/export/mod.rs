@@ -34,6 +34,7 @@ pub mod leaves;
 pub mod msgpack;
 pub mod output;
 pub mod protobuf;
+pub mod prox;
 pub mod server;
 
 use std::io::BufRead;
@@ -43,7 +44,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value as Json};
 
 use crate::protocol::Protocol;
-use crate::record::{FrameEvent, Line, Reader};
+use crate::record::{FrameEvent, Header, Line, Reader};
 use crate::spec::Notification;
 
 /// Which spec to write.
@@ -150,12 +151,6 @@ pub trait Dialect {
     /// The connection ended: calls still waiting for a reply, if any.
     fn close(&mut self, conn: u64) -> Vec<Item>;
 
-    /// Any other line of the recording (`open`, go-plugin's `handshake`
-    /// and `broker`, ...), for dialects that need them.
-    fn line(&mut self, _line: &Line) -> Vec<Item> {
-        vec![]
-    }
-
     /// Key names whose values change from run to run (timestamps, pids).
     fn volatile_keys(&self) -> &'static [&'static str];
 
@@ -177,6 +172,22 @@ pub trait Dialect {
         Map::new()
     }
 
+    /// True when `method` is one-way: it gets no reply by design (prox's
+    /// `on_disconnect`), so an exchange without one is complete. Clients
+    /// send such steps without an expectation.
+    fn one_way(&self, _method: &str) -> bool {
+        false
+    }
+
+    /// Feeds a recorded line that is neither a frame nor a connection's
+    /// end (prox's `stdio` lines, `child` events), for protocols whose
+    /// specs need more than the calls.
+    fn other_line(&mut self, _line: &Line) {}
+
+    /// Last touches to the finished spec (sections of the protocol's own,
+    /// such as prox's `prox`), with the recording's header.
+    fn finish_spec(&self, _target: Target, _header: &Header, _spec: &mut Map<String, Json>) {}
+
     /// A notification as a spec writes it (`on_connect`, `notify`).
     fn notification(&self, notification: &Notification) -> Json {
         Json::Array(vec![
@@ -188,16 +199,24 @@ pub trait Dialect {
 
 /// The dialect for a protocol, or an error naming the ones supported.
 pub fn dialect_for(protocol: Protocol, file: &str) -> Result<Box<dyn Dialect>, ExportError> {
+    // Every protocol has a dialect today; the error is for the next one.
+    #[allow(unreachable_patterns)]
     match protocol {
         Protocol::MsgPack1 => Ok(Box::new(msgpack::MsgpackDialect::default())),
         Protocol::ProtoBuf1 => Ok(Box::new(protobuf::ProtobufDialect::default())),
+        Protocol::Prox => Ok(Box::new(prox::ProxDialect::default())),
         Protocol::GoPlugin => Ok(Box::new(goplugin::GoPluginDialect::default())),
         other => Err(ExportError::Unsupported {
             file: file.to_owned(),
             protocol: other,
-            supported: [Protocol::MsgPack1, Protocol::ProtoBuf1, Protocol::GoPlugin]
-                .map(Protocol::name)
-                .join(", "),
+            supported: [
+                Protocol::MsgPack1,
+                Protocol::ProtoBuf1,
+                Protocol::Prox,
+                Protocol::GoPlugin,
+            ]
+            .map(Protocol::name)
+            .join(", "),
         }),
     }
 }
@@ -267,7 +286,10 @@ pub fn export<R: BufRead>(
                 );
                 vec![]
             }
-            other => dialect.line(&other),
+            other => {
+                dialect.other_line(&other);
+                vec![]
+            }
         };
         for item in produced {
             items += 1;
@@ -289,7 +311,11 @@ pub fn export<R: BufRead>(
         },
         header.protocol
     );
-    Ok(output::render(&comment, &sink.finish(dialect.as_ref())))
+    let mut spec = sink.finish(dialect.as_ref());
+    if let Some(map) = spec.as_object_mut() {
+        dialect.finish_spec(opts.target, &header, map);
+    }
+    Ok(output::render(&comment, &spec))
 }
 
 /// A spec builder: fed items, gives the spec's JSON.

@@ -39,18 +39,16 @@ pub struct ProtobufDialect {
     pending: HashMap<u64, Pending>,
     /// Kong's answers: method → distinct (args, reply), in recorded order.
     answers: IndexMap<String, Vec<(Json, Json)>>,
-    /// `seq` of the frame being fed (a reply's `reply_seq`).
-    last_seq: u64,
 }
 
 impl ProtobufDialect {
-    fn finish(&mut self, conn: u64, reply: Option<Reply>) -> Vec<Item> {
+    /// Ends the pending call on `conn`; `seq` is the reply's line (unused
+    /// without a reply).
+    fn finish(&mut self, conn: u64, reply: Option<Reply>, seq: u64) -> Vec<Item> {
         let Some(mut p) = self.pending.remove(&conn) else {
             return vec![];
         };
-        if reply.is_some() {
-            p.exchange.reply_seq = self.last_seq;
-        }
+        p.exchange.reply_seq = if reply.is_some() { seq } else { 0 };
         p.exchange.reply = reply.map(|mut r| {
             if !p.pdk.is_empty() {
                 let mut with = Map::new();
@@ -88,14 +86,13 @@ impl Dialect for ProtobufDialect {
     }
 
     fn frame(&mut self, frame: &FrameEvent) -> Result<Vec<Item>, String> {
-        self.last_seq = frame.stamp.seq;
         let msg = &frame.msg;
         let conn = frame.conn;
         match (msg.kind, frame.dir) {
             (Kind::Request, Direction::ToServer) => {
                 let mut out = vec![];
                 if self.pending.contains_key(&conn) {
-                    out = self.finish(conn, None);
+                    out = self.finish(conn, None, 0);
                 }
                 let Some(method) = msg.method.clone() else {
                     tracing::warn!("connection {conn}: an RpcCall with no command left out");
@@ -165,6 +162,7 @@ impl Dialect for ProtobufDialect {
                         error: Json::Null,
                         result,
                     }),
+                    frame.stamp.seq,
                 ))
             }
             (Kind::Closed, Direction::ToClient) => Ok(self.finish(
@@ -173,9 +171,10 @@ impl Dialect for ProtobufDialect {
                     error: json!("closed"),
                     result: Json::Null,
                 }),
+                frame.stamp.seq,
             )),
             // Kong gave up (after kong.response.exit, or a timeout).
-            (Kind::Closed, Direction::ToServer) => Ok(self.finish(conn, None)),
+            (Kind::Closed, Direction::ToServer) => Ok(self.finish(conn, None, 0)),
             (Kind::Malformed, _) => {
                 tracing::warn!(
                     "connection {conn}: malformed frame left out ({}): {}",
@@ -196,7 +195,7 @@ impl Dialect for ProtobufDialect {
     }
 
     fn close(&mut self, conn: u64) -> Vec<Item> {
-        self.finish(conn, None)
+        self.finish(conn, None, 0)
     }
 
     fn volatile_keys(&self) -> &'static [&'static str] {

@@ -51,6 +51,10 @@ impl ServerExport {
     }
 
     fn exchange(&mut self, ex: Exchange, dialect: &dyn Dialect) {
+        if ex.reply.is_none() && dialect.one_way(&ex.method) {
+            // Nothing to answer (prox's on_disconnect).
+            return;
+        }
         if self.started.insert(ex.conn)
             && let Some(notes) = self.first_notes.shift_remove(&ex.conn)
             && self.on_connect.is_none()

@@ -86,7 +86,7 @@ impl AsyncRead for Stdin {
 /// Writes whole lines to standard output from any task; see the module docs.
 #[derive(Debug, Clone)]
 pub struct LineWriter {
-    tx: mpsc::UnboundedSender<String>,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
 }
 
 /// Completes when the writer thread has written every queued line.
@@ -106,16 +106,15 @@ impl LineWriter {
     /// write blocked on a parent that stops reading must not hold up the
     /// runtime's shutdown.
     pub fn spawn() -> (LineWriter, WriterDone) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let (done_tx, done_rx) = oneshot::channel();
         let started = std::thread::Builder::new()
             .name("stdout".into())
             .spawn(move || {
                 let stdout = std::io::stdout();
-                while let Some(mut line) = rx.blocking_recv() {
-                    line.push('\n');
+                while let Some(line) = rx.blocking_recv() {
                     let mut out = stdout.lock();
-                    if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                    if let Err(e) = out.write_all(&line).and_then(|()| out.flush()) {
                         tracing::warn!("cannot write to stdout: {e}; later lines are dropped");
                         break;
                     }
@@ -131,6 +130,14 @@ impl LineWriter {
     /// Queues one line (without its newline). False when the writer has
     /// stopped.
     pub fn send(&self, line: String) -> bool {
-        self.tx.send(line).is_ok()
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        self.tx.send(bytes).is_ok()
+    }
+
+    /// Queues bytes written exactly as given (a relayed line keeps its own
+    /// newline, or lack of one). False when the writer has stopped.
+    pub fn send_raw(&self, bytes: Vec<u8>) -> bool {
+        self.tx.send(bytes).is_ok()
     }
 }

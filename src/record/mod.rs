@@ -68,6 +68,9 @@ pub enum Line {
     Broker(BrokerEvent),
     /// go-plugin: one line the plugin wrote on stderr (passed on unchanged).
     Stderr(StderrEvent),
+    /// A line on a prox plugin's stdin or stdout, as the prox wrapper
+    /// relayed it.
+    Stdio(StdioEvent),
     /// The last line of a complete recording.
     End(End),
 }
@@ -298,6 +301,29 @@ pub struct StderrEvent {
     pub text: String,
 }
 
+/// `stdio`: one line on a prox plugin's stdin (`to_server`, prox → plugin)
+/// or stdout (`to_client`, plugin → prox).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StdioEvent {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    /// `stdin` or `stdout`.
+    pub stream: String,
+    /// Which way it travelled.
+    pub dir: Direction,
+    /// Offset of its first byte in that stream.
+    pub offset: u64,
+    /// Its length in bytes, newline included.
+    pub len: u64,
+    /// The line exactly as it arrived, base64.
+    pub raw: String,
+    /// The decoded line.
+    pub msg: MessageView,
+    /// For a `ready`: the socket prox was told instead of the plugin's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten_socket: Option<String>,
+}
+
 /// `end`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct End {
@@ -326,6 +352,7 @@ impl Line {
             Line::Handshake(e) => &e.stamp,
             Line::Broker(e) => &e.stamp,
             Line::Stderr(e) => &e.stamp,
+            Line::Stdio(e) => &e.stamp,
             Line::End(e) => &e.stamp,
         })
     }
@@ -344,6 +371,7 @@ impl Line {
             Line::Handshake(e) => &mut e.stamp,
             Line::Broker(e) => &mut e.stamp,
             Line::Stderr(e) => &mut e.stamp,
+            Line::Stdio(e) => &mut e.stamp,
             Line::End(e) => &mut e.stamp,
         })
     }
@@ -362,6 +390,7 @@ impl Line {
             | Line::Child(_)
             | Line::Handshake(_)
             | Line::Stderr(_)
+            | Line::Stdio(_)
             | Line::End(_) => None,
         }
     }

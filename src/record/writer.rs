@@ -22,10 +22,10 @@ use tokio::sync::mpsc;
 use super::json_out;
 use super::{
     ChildEvent, Close, End, Eof, ErrorEvent, FORMAT, FrameEvent, Header, Line, Open, ReplyInfo,
-    Stamp, UndecodableEvent, VERSION,
+    Stamp, StdioEvent, UndecodableEvent, VERSION,
 };
 use crate::conversation::Observed;
-use crate::message::Direction;
+use crate::message::{Direction, MessageView};
 use crate::net::ConnId;
 use crate::protocol::Protocol;
 
@@ -81,6 +81,16 @@ pub enum Entry {
     /// Any other line, made by the caller; the writer sets its stamp
     /// (go-plugin's `open` with names, `handshake`, `broker`, `stderr`).
     Line { line: Line, at: Instant },
+    /// A line on a prox plugin's stdin or stdout.
+    Stdio {
+        stream: &'static str,
+        dir: Direction,
+        offset: u64,
+        raw: bytes::Bytes,
+        msg: MessageView,
+        rewritten_socket: Option<String>,
+        at: Instant,
+    },
     /// Stop: write the `end` line with this reason.
     Finish { reason: String },
 }
@@ -380,6 +390,24 @@ impl Writer {
                 }
                 line
             }
+            Entry::Stdio {
+                stream,
+                dir,
+                offset,
+                raw,
+                msg,
+                rewritten_socket,
+                at,
+            } => Line::Stdio(StdioEvent {
+                stamp: self.stamp(at),
+                stream: stream.into(),
+                dir,
+                offset,
+                len: raw.len() as u64,
+                raw: B64.encode(&raw),
+                msg,
+                rewritten_socket,
+            }),
             Entry::Finish { .. } => return,
         };
         self.line(&line);

@@ -1,6 +1,6 @@
 //! The roles: mock server, Kong stand-in (client) and the proxy between
-//! Kong and a real server; for `prox`, a mock plugin and a stand-in for
-//! prox.
+//! Kong and a real server; for `prox`, a mock plugin, a stand-in for
+//! prox and a wrapper recording a real plugin.
 //!
 //! Roles sit on top of the lower layers: they read and write through
 //! [`crate::net::Connection`], decode with [`crate::codec`], give frames
@@ -28,6 +28,8 @@ mod pb_wire;
 mod prox_calls;
 pub mod prox_client;
 mod prox_hooks;
+pub mod prox_proxy;
+mod prox_relay;
 pub mod prox_report;
 pub mod prox_server;
 mod prox_stdio;

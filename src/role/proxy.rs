@@ -373,7 +373,7 @@ fn spec_side(opts: &ProxyOptions) -> Result<Option<SpecSide>> {
 /// Handles SIGTERM/SIGINT: without a child, stop; with one, pass the
 /// signal on (a second one escalates to SIGKILL) and keep going until it
 /// exits.
-fn on_signal(
+pub(crate) fn on_signal(
     child: &mut Option<Child>,
     sig: Signal,
     forwarded: &mut Option<&'static str>,
@@ -411,7 +411,7 @@ async fn stop_early(c: &mut Child, name: &'static str, grace: Duration) -> Resul
     })
 }
 
-async fn wait_child(child: &mut Option<Child>) -> std::io::Result<ExitStatus> {
+pub(crate) async fn wait_child(child: &mut Option<Child>) -> std::io::Result<ExitStatus> {
     match child {
         Some(c) => c.wait().await,
         None => std::future::pending().await,

@@ -338,7 +338,11 @@ async fn decode(
                 Observed::Undecodable(u) => {
                     tracing::warn!(
                         "{id} {} undecodable bytes at offset {} ({}): {}{}",
-                        paint(u.dir.arrow(), RED, shared.colour),
+                        paint(
+                            crate::show::arrow(shared.protocol, u.dir),
+                            RED,
+                            shared.colour
+                        ),
                         u.offset,
                         u.error,
                         hex(&u.raw[..u.raw.len().min(64)]),
@@ -417,7 +421,11 @@ fn log_frame(id: ConnId, f: &conversation::Frame, shared: &Shared) {
         Direction::ToServer => CYAN,
         Direction::ToClient => MAGENTA,
     };
-    let arrow = paint(f.dir.arrow(), colour, shared.colour);
+    let arrow = paint(
+        crate::show::arrow(shared.protocol, f.dir),
+        colour,
+        shared.colour,
+    );
     let summary = summary(&f.view, f.reply.as_ref(), shared.full_values);
     tracing::info!("{id} {arrow} {summary}");
 }

@@ -293,6 +293,6 @@ pub fn mermaid_event(line: &Line, names: &Names, out: &mut impl Write) -> std::i
             e.frames,
             escape(&e.reason)
         ),
-        Line::Undecodable(_) | Line::Eof(_) => super::mermaid::event(line, out),
+        Line::Undecodable(_) | Line::Eof(_) | Line::Stdio(_) => super::mermaid::event(line, out),
     }
 }

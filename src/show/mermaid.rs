@@ -1,7 +1,9 @@
 //! A recording as a Mermaid sequence diagram: Kong, plugtap and the
 //! server as participants, one arrow per frame (drawn from Kong to the
 //! server through plugtap's lifeline), notes for connection events and
-//! undecodable bytes.
+//! undecodable bytes. In a prox recording the participants are prox and
+//! the plugin, and the lines on the plugin's stdin and stdout are arrows
+//! too (`stdin configure ...`, `stdout ready ...`).
 //!
 //! Mermaid treats `;` and `#` specially and ends a message at a line
 //! break, so labels are escaped with its `#code;` entities.
@@ -9,6 +11,7 @@
 use std::io::Write;
 
 use crate::message::{Direction, Kind, shorten};
+use crate::protocol::Protocol;
 use crate::record::Line;
 
 /// Longest payload shown on an arrow.
@@ -16,10 +19,19 @@ const LABEL: usize = 48;
 
 /// The diagram's opening lines.
 pub fn begin(out: &mut impl Write) -> std::io::Result<()> {
+    begin_for(Protocol::MsgPack1, out)
+}
+
+/// The opening lines for a `protocol` recording (prox: prox and the plugin).
+pub fn begin_for(protocol: Protocol, out: &mut impl Write) -> std::io::Result<()> {
+    let (client, server) = match protocol {
+        Protocol::Prox => ("prox", "plugin"),
+        _ => ("Kong", "server"),
+    };
     writeln!(out, "sequenceDiagram")?;
-    writeln!(out, "    participant K as Kong")?;
+    writeln!(out, "    participant K as {client}")?;
     writeln!(out, "    participant P as plugtap")?;
-    writeln!(out, "    participant S as server")
+    writeln!(out, "    participant S as {server}")
 }
 
 /// Escapes text for a Mermaid message or note.
@@ -38,6 +50,15 @@ pub fn escape(text: &str) -> String {
 
 /// One event of the diagram.
 pub fn event(line: &Line, out: &mut impl Write) -> std::io::Result<()> {
+    event_for(Protocol::MsgPack1, line, out)
+}
+
+/// One event of a `protocol` recording's diagram.
+pub fn event_for(protocol: Protocol, line: &Line, out: &mut impl Write) -> std::io::Result<()> {
+    let server = match protocol {
+        Protocol::Prox => "plugin",
+        _ => "server",
+    };
     match line {
         Line::Header(_) => Ok(()),
         Line::Open(o) => writeln!(out, "    Note over K,S: c{} open", o.conn),
@@ -129,7 +150,7 @@ pub fn event(line: &Line, out: &mut impl Write) -> std::io::Result<()> {
         ),
         Line::Child(c) => writeln!(
             out,
-            "    Note over S: server {}{}",
+            "    Note over S: {server} {}{}",
             c.event,
             escape(
                 &c.status
@@ -153,6 +174,24 @@ pub fn event(line: &Line, out: &mut impl Write) -> std::io::Result<()> {
             "    Note over S: stderr {}",
             escape(&shorten(&e.text, LABEL))
         ),
+        Line::Stdio(l) => {
+            let v = &l.msg;
+            let label = format!(
+                "{} {} {}",
+                l.stream,
+                v.method.as_deref().unwrap_or(v.kind.label()),
+                shorten(&v.value.to_string(), LABEL)
+            );
+            let arrow = match l.dir {
+                Direction::ToServer => "K->>S",
+                Direction::ToClient => "S-)K",
+            };
+            writeln!(out, "    {arrow}: {}", escape(&label))?;
+            match &l.rewritten_socket {
+                Some(s) => writeln!(out, "    Note over P: socket rewritten to {}", escape(s)),
+                None => Ok(()),
+            }
+        }
         Line::End(e) => writeln!(
             out,
             "    Note over K,S: end: {} frames ({})",

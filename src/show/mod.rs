@@ -13,7 +13,8 @@ pub mod mermaid;
 use std::io::Write;
 
 use crate::codec::hex;
-use crate::message::shorten;
+use crate::message::{Direction, shorten};
+use crate::protocol::Protocol;
 use crate::record::{Line, ReadError, Reader};
 
 /// Which events to show.
@@ -51,6 +52,11 @@ impl Filter {
                     .method
                     .as_deref()
                     .or(f.reply.as_ref().and_then(|r| r.method.as_deref()))
+                    .is_some_and(|name| name.contains(m.as_str())),
+                Line::Stdio(l) => l
+                    .msg
+                    .method
+                    .as_deref()
                     .is_some_and(|name| name.contains(m.as_str())),
                 _ => false,
             },
@@ -94,17 +100,27 @@ pub fn show<R: std::io::BufRead>(
         Format::Mermaid if go.is_some() => goplugin::mermaid_begin(out)?,
         Format::Text => {
             let h = reader.header();
-            writeln!(
-                out,
-                "# {} recording of {} → {}, started {}",
-                h.protocol,
-                h.listen.display(),
-                h.upstream.display(),
-                h.started_at
-            )?;
+            if h.protocol == Protocol::Prox {
+                writeln!(
+                    out,
+                    "# prox recording of plugin `{}`, started {}",
+                    h.command.as_deref().unwrap_or("?"),
+                    h.started_at
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "# {} recording of {} → {}, started {}",
+                    h.protocol,
+                    h.listen.display(),
+                    h.upstream.display(),
+                    h.started_at
+                )?;
+            }
         }
-        Format::Mermaid => mermaid::begin(out)?,
+        Format::Mermaid => mermaid::begin_for(reader.header().protocol, out)?,
     }
+    let protocol = reader.header().protocol;
     while let Some(line) = reader.next() {
         let line = line?;
         if let Some(names) = &mut go {
@@ -121,8 +137,8 @@ pub fn show<R: std::io::BufRead>(
             (Format::Mermaid, Some(names)) => goplugin::mermaid_event(&line, names, out)?,
             (format, _) => match format {
                 Format::Json => writeln!(out, "{}", reader.text())?,
-                Format::Text => writeln!(out, "{}", text_line(&line, full, colour))?,
-                Format::Mermaid => mermaid::event(&line, out)?,
+                Format::Text => writeln!(out, "{}", text_line_for(protocol, &line, full, colour))?,
+                Format::Mermaid => mermaid::event_for(protocol, &line, out)?,
             },
         }
     }
@@ -151,8 +167,22 @@ pub(crate) fn paint(text: &str, code: &str, on: bool) -> String {
     }
 }
 
-/// One event as one line of text.
+/// One event as one line of text, with Kong's arrows (`K→S`, `S→K`).
 pub fn text_line(line: &Line, full: bool, colour: bool) -> String {
+    text_line_for(Protocol::MsgPack1, line, full, colour)
+}
+
+/// The arrow for a direction: Kong's, or prox's (`prox→plugin`).
+pub fn arrow(protocol: Protocol, dir: Direction) -> &'static str {
+    match (protocol, dir) {
+        (Protocol::Prox, Direction::ToServer) => "prox→plugin",
+        (Protocol::Prox, Direction::ToClient) => "plugin→prox",
+        (_, dir) => dir.arrow(),
+    }
+}
+
+/// One event of a `protocol` recording as one line of text.
+pub fn text_line_for(protocol: Protocol, line: &Line, full: bool, colour: bool) -> String {
     let when = line
         .stamp()
         .map(|s| format!("+{:.6}", s.t_us as f64 / 1e6))
@@ -163,10 +193,11 @@ pub fn text_line(line: &Line, full: bool, colour: bool) -> String {
         Line::Header(h) => format!("header {} {}", h.format, h.version),
         Line::Open(_) => "open".into(),
         Line::Frame(f) => {
-            let (arrow, code) = match f.dir {
-                crate::message::Direction::ToServer => ("K→S", "36"),
-                crate::message::Direction::ToClient => ("S→K", "35"),
+            let code = match f.dir {
+                Direction::ToServer => "36",
+                Direction::ToClient => "35",
             };
+            let arrow = arrow(protocol, f.dir);
             let mut view = f.msg.clone();
             if let Some(r) = &f.reply {
                 view.method = Some(format!(
@@ -186,21 +217,50 @@ pub fn text_line(line: &Line, full: bool, colour: bool) -> String {
             let raw = base64_decode(&u.raw);
             format!(
                 "{} {} undecodable bytes at offset {}: {} — {}",
-                u.dir.arrow(),
+                arrow(protocol, u.dir),
                 paint(&u.len.to_string(), "31", colour),
                 u.offset,
                 u.error,
                 shorten(&hex(&raw), max)
             )
         }
-        Line::Eof(e) => format!("{} end of stream after {} bytes", e.dir.arrow(), e.offset),
-        Line::Close(c) => format!(
-            "close ({} bytes K→S, {} bytes S→K)",
-            c.to_server, c.to_client
+        Line::Eof(e) => format!(
+            "{} end of stream after {} bytes",
+            arrow(protocol, e.dir),
+            e.offset
         ),
+        Line::Close(c) => format!(
+            "close ({} bytes {}, {} bytes {})",
+            c.to_server,
+            arrow(protocol, Direction::ToServer),
+            c.to_client,
+            arrow(protocol, Direction::ToClient)
+        ),
+        Line::Stdio(l) => {
+            let code = match l.dir {
+                Direction::ToServer => "36",
+                Direction::ToClient => "35",
+            };
+            let rewritten = l
+                .rewritten_socket
+                .as_ref()
+                .map(|s| format!(" [socket rewritten to {s}]"))
+                .unwrap_or_default();
+            format!(
+                "{} {} {}{rewritten}",
+                l.stream,
+                paint(arrow(protocol, l.dir), code, colour),
+                l.msg.summary(full)
+            )
+        }
         Line::Error(e) => paint(&format!("error: {}", e.error), "31", colour),
         Line::Child(c) => format!(
-            "server {}{}{}",
+            "{} {}{}{}",
+            if protocol == Protocol::Prox {
+                "plugin"
+            } else {
+                "server"
+            },
             c.event,
             c.pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
             c.status

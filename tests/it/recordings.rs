@@ -26,6 +26,10 @@ pub const RECORDED: &[(&str, &str)] = &[
         "pb_proxy::real_go_pdk_frames_replayed_through_the_proxy_match_the_committed_recording",
     ),
     (
+        "prox-python.jsonl",
+        "recordings::prox_recording_keeps_every_line_and_frame_exactly",
+    ),
+    (
         "goplugin-python-kv.jsonl",
         "goplugin::record::the_committed_kv_recording_holds_the_whole_run",
     ),
@@ -208,4 +212,78 @@ fn kong_conf_prints_the_wrapper_lines() {
             "pluginserver_my_py_query_cmd = kong-python-pluginserver -d /p --dump-all-plugins",
         ]
     );
+}
+
+/// recordings/prox-python.jsonl (scripts/record-prox.sh): every stdio line
+/// and hook frame decodes, independently of plugtap, to what was recorded.
+#[test]
+fn prox_recording_keeps_every_line_and_frame_exactly() {
+    use plugtap::message::Direction;
+    let path = recording("prox-python.jsonl");
+    assert_eq!(
+        Reader::open(&path).unwrap().header().protocol,
+        plugtap::protocol::Protocol::Prox
+    );
+    let (mut calls, mut replies, mut readies, mut configures) = (vec![], 0, 0, 0);
+    for l in &lines(&path) {
+        match l {
+            Line::Stdio(s) => {
+                let raw = b64(&s.raw);
+                assert_eq!(raw.len() as u64, s.len);
+                let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+                assert_eq!(json, s.msg.value);
+                match s.msg.method.as_deref() {
+                    Some("ready") => {
+                        readies += 1;
+                        assert!(
+                            s.rewritten_socket
+                                .as_deref()
+                                .unwrap()
+                                .ends_with(".plugtap.sock")
+                        );
+                    }
+                    Some("configure") => configures += 1,
+                    _ => assert!(s.rewritten_socket.is_none()),
+                }
+            }
+            Line::Frame(f) => {
+                let raw = b64(f.raw.as_deref().expect("raw bytes kept"));
+                assert_eq!(
+                    u32::from_be_bytes(raw[..4].try_into().unwrap()) as usize,
+                    raw.len() - 4
+                );
+                let value = rmpv::decode::read_value(&mut &raw[4..]).unwrap();
+                if f.dir == Direction::ToServer {
+                    let d = value
+                        .as_map()
+                        .unwrap()
+                        .iter()
+                        .find(|(k, _)| k.as_str() == Some("d"))
+                        .unwrap();
+                    let inner = rmpv::decode::read_value(&mut d.1.as_slice().unwrap()).unwrap();
+                    assert_eq!(f.msg.value["d"], value_json::to_json(&inner));
+                    calls.push(f.msg.method.clone().unwrap());
+                } else {
+                    assert_eq!(f.msg.value["result"], value_json::to_json(&value));
+                    assert_eq!(f.reply.as_ref().unwrap().method, f.msg.method);
+                    replies += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            "on_connect",
+            "on_connect",
+            "on_disconnect",
+            "on_request",
+            "on_request",
+            "on_request",
+            "on_response"
+        ]
+    );
+    assert_eq!((replies, readies, configures), (6, 2, 2));
 }

@@ -103,6 +103,14 @@ const EXERCISED: &[(&str, &str)] = &[
         "export_roundtrip::committed_exports_replay",
     ),
     (
+        "export-prox-python-server.json",
+        "export_prox::a_recording_exported_as_a_mock_answers_as_the_plugin_did",
+    ),
+    (
+        "export-prox-python-client.json",
+        "export_prox::an_exported_client_spec_passes_against_a_fresh_plugin",
+    ),
+    (
         "export-goplugin-python-kv-server.json",
         "goplugin::export::committed_exports_match_a_fresh_export_and_replay",
     ),

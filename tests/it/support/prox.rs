@@ -102,11 +102,16 @@ pub struct MockPlugin {
 impl MockPlugin {
     /// Starts `plugtap server --spec SPEC ARGS` in `dir`.
     pub fn start(dir: &Path, spec: &Path, args: &[&str]) -> MockPlugin {
+        let mut all = vec!["server", "--spec", spec.to_str().unwrap()];
+        all.extend_from_slice(args);
+        MockPlugin::plugtap(dir, &all)
+    }
+
+    /// Starts `plugtap ARGS` in `dir` as prox starts a plugin (the prox
+    /// wrapper, for one).
+    pub fn plugtap(dir: &Path, args: &[&str]) -> MockPlugin {
         let err = dir.join(format!("mock{}.err", std::process::id()));
         let mut child = Command::new(bin())
-            .arg("server")
-            .arg("--spec")
-            .arg(spec)
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::piped())
