@@ -359,6 +359,21 @@ fn a_plugin_dying_mid_call_leaves_a_complete_recording() {
         "{}",
         out.stdout
     );
+    // Export keeps the call that got its status and says why the other is missing.
+    let out = support::run(
+        dir.path(),
+        &["export", rec.to_str().unwrap(), "--as", "client"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("kv.KV/Put was cut short (no status); left out"),
+        "{}",
+        out.stderr
+    );
+    let spec: serde_json::Value =
+        serde_json::from_str(out.stdout.split_once('\n').unwrap().1).unwrap();
+    assert_eq!(spec["calls"].as_array().unwrap().len(), 1, "{spec}");
 }
 
 #[test]
