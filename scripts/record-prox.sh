@@ -14,3 +14,7 @@ bin=target/debug/plugtap
 "$bin" -q client --spec specs/prox-client.json --start-cmd \
   "$bin proxy --protocol prox --record recordings/prox-python.jsonl -- .venv-prox/bin/python tests/peers/prox/prox_plugin.py"
 echo "wrote recordings/prox-python.jsonl" >&2
+for target in server client; do
+  "$bin" export recordings/prox-python.jsonl --as "$target" -o "specs/export-prox-python-$target.json"
+  echo "wrote specs/export-prox-python-$target.json" >&2
+done

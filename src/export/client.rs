@@ -244,7 +244,7 @@ impl SinkOut for ClientExport {
             .into_iter()
             .map(|s| {
                 let mut step = Map::new();
-                if several {
+                if several && dialect.conn_labels() {
                     let (n, _) = numbers.insert_full(s.conn);
                     step.insert("conn".into(), json!(n + 1));
                 }

@@ -7,8 +7,7 @@
 //! (or trailers-only headers) end it with its status, a reset ends it
 //! without a reply. The `open` line of each connection says who opened it
 //! (`host` or, for a brokered callback, `plugin`) and its broker service
-//! id (`4 broker#1`); the dialect reads them, and the handshake and broker
-//! lines, through [`Dialect::other_line`].
+//! id (`4 broker#1`), so the dialect sees the recording's other lines too.
 //!
 //! An [`Exchange`] carries the call as
 //! `method` = `pkg.Service/Method`, `params` =
@@ -47,8 +46,6 @@ pub struct GoPluginDialect {
     /// conn -> (caller, broker service id).
     conns: HashMap<u64, (String, Option<u64>)>,
     streams: HashMap<(u64, u64), Exchange>,
-    /// Notifications from other lines, waiting for the next frame or close.
-    queued: Vec<Item>,
 }
 
 impl GoPluginDialect {
@@ -96,8 +93,8 @@ impl Dialect for GoPluginDialect {
         Protocol::GoPlugin
     }
 
-    fn other_line(&mut self, line: &Line) {
-        let items = match line {
+    fn line(&mut self, line: &Line) -> Vec<Item> {
+        match line {
             Line::Open(o) => {
                 let broker = o
                     .name
@@ -130,25 +127,123 @@ impl Dialect for GoPluginDialect {
                 ),
             }],
             _ => vec![],
-        };
-        // Handed out with the next frame or close, in recording order.
-        self.queued.extend(items);
+        }
     }
 
     fn frame(&mut self, f: &FrameEvent) -> Result<Vec<Item>, String> {
-        let mut out: Vec<Item> = std::mem::take(&mut self.queued);
-        out.extend(self.stream_event(f)?);
-        Ok(out)
+        let stream = f.msg.id.ok_or("a gRPC event without a stream id")?;
+        let key = (f.conn, stream);
+        let path = f.msg.method.clone().unwrap_or_default();
+        match f.msg.kind {
+            Kind::GrpcOpen => {
+                let (caller, broker) = self
+                    .conns
+                    .get(&f.conn)
+                    .cloned()
+                    .unwrap_or_else(|| ("host".into(), None));
+                let ex = Exchange {
+                    conn: f.conn,
+                    request_seq: f.stamp.seq,
+                    reply_seq: 0,
+                    method: path.trim_start_matches('/').to_owned(),
+                    params: json!({"requests": [], "broker": broker, "caller": caller}),
+                    reply: None,
+                    notifications: vec![],
+                };
+                if let Some(old) = self.streams.insert(key, ex) {
+                    return Ok(vec![Item::Exchange(old)]);
+                }
+                Ok(vec![])
+            }
+            Kind::GrpcMessage => {
+                let body = self.body(f, &path);
+                if path == STDIO_PATH && f.dir == Direction::ToClient {
+                    let j = &body["json"];
+                    let data = j["data"]
+                        .as_str()
+                        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                        .unwrap_or_default();
+                    let channel = match j["channel"].as_str() {
+                        Some("STDERR") => "stderr",
+                        _ => "stdout",
+                    };
+                    let note = Self::note(
+                        "go-plugin.stdio",
+                        json!({"channel": channel, "data": String::from_utf8_lossy(&data)}),
+                    );
+                    return Ok(vec![Item::Notification {
+                        conn: f.conn,
+                        notification: note,
+                    }]);
+                }
+                let ex = self.streams.get_mut(&key).ok_or_else(|| {
+                    format!(
+                        "a message on stream {stream} of connection {} that was never opened",
+                        f.conn
+                    )
+                })?;
+                match f.dir {
+                    Direction::ToServer => push(&mut ex.params["requests"], body),
+                    Direction::ToClient => {
+                        let reply = ex.reply.get_or_insert(Reply {
+                            error: Json::Null,
+                            result: json!([]),
+                        });
+                        push(&mut reply.result, body);
+                    }
+                }
+                Ok(vec![])
+            }
+            Kind::GrpcTrailers => {
+                let Some(mut ex) = self.streams.remove(&key) else {
+                    return Ok(vec![]);
+                };
+                ex.reply_seq = f.stamp.seq;
+                let reply = ex.reply.get_or_insert(Reply {
+                    error: Json::Null,
+                    result: json!([]),
+                });
+                let v = &f.msg.value;
+                if f.msg.error.is_some() {
+                    let mut e = Map::new();
+                    e.insert("status".into(), v["status"].clone());
+                    e.insert("message".into(), v["message"].clone());
+                    reply.error = Json::Object(e);
+                }
+                Ok(vec![Item::Exchange(ex)])
+            }
+            Kind::GrpcReset => {
+                let Some(mut ex) = self.streams.remove(&key) else {
+                    return Ok(vec![]);
+                };
+                // Cut short: no status, so no reply to reproduce.
+                ex.reply = None;
+                Ok(vec![Item::Exchange(ex)])
+            }
+            Kind::GrpcHeaders => Ok(vec![]),
+            Kind::Malformed => {
+                tracing::warn!(
+                    "connection {}: malformed gRPC bytes left out ({})",
+                    f.conn,
+                    f.msg.problem.as_deref().unwrap_or("no reason given")
+                );
+                Ok(vec![])
+            }
+            other => Err(format!(
+                "a {} frame is not go-plugin traffic",
+                other.label().trim()
+            )),
+        }
     }
 
     fn close(&mut self, conn: u64) -> Vec<Item> {
-        let mut out: Vec<Item> = std::mem::take(&mut self.queued);
         let keys: Vec<_> = self
             .streams
             .keys()
             .filter(|(c, _)| *c == conn)
             .copied()
             .collect();
+        let mut out = Vec::new();
         for k in keys {
             if let Some(mut ex) = self.streams.remove(&k) {
                 ex.reply = None;
@@ -257,114 +352,5 @@ fn decoded_form(b: &Json) -> Json {
     match b.get("json") {
         Some(j) => j.clone(),
         None => raw_form(b),
-    }
-}
-
-impl GoPluginDialect {
-    /// One gRPC event of a stream.
-    fn stream_event(&mut self, f: &FrameEvent) -> Result<Vec<Item>, String> {
-        let stream = f.msg.id.ok_or("a gRPC event without a stream id")?;
-        let key = (f.conn, stream);
-        let path = f.msg.method.clone().unwrap_or_default();
-        match f.msg.kind {
-            Kind::GrpcOpen => {
-                let (caller, broker) = self
-                    .conns
-                    .get(&f.conn)
-                    .cloned()
-                    .unwrap_or_else(|| ("host".into(), None));
-                let ex = Exchange {
-                    conn: f.conn,
-                    request_seq: f.stamp.seq,
-                    reply_seq: 0,
-                    method: path.trim_start_matches('/').to_owned(),
-                    params: json!({"requests": [], "broker": broker, "caller": caller}),
-                    reply: None,
-                    notifications: vec![],
-                };
-                if let Some(old) = self.streams.insert(key, ex) {
-                    return Ok(vec![Item::Exchange(old)]);
-                }
-                Ok(vec![])
-            }
-            Kind::GrpcMessage => {
-                let body = self.body(f, &path);
-                if path == STDIO_PATH && f.dir == Direction::ToClient {
-                    let j = &body["json"];
-                    let data = j["data"]
-                        .as_str()
-                        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
-                        .unwrap_or_default();
-                    let channel = match j["channel"].as_str() {
-                        Some("STDERR") => "stderr",
-                        _ => "stdout",
-                    };
-                    let note = Self::note(
-                        "go-plugin.stdio",
-                        json!({"channel": channel, "data": String::from_utf8_lossy(&data)}),
-                    );
-                    return Ok(vec![Item::Notification {
-                        conn: f.conn,
-                        notification: note,
-                    }]);
-                }
-                let ex = self.streams.get_mut(&key).ok_or_else(|| {
-                    format!(
-                        "a message on stream {stream} of connection {} that was never opened",
-                        f.conn
-                    )
-                })?;
-                match f.dir {
-                    Direction::ToServer => push(&mut ex.params["requests"], body),
-                    Direction::ToClient => {
-                        let reply = ex.reply.get_or_insert(Reply {
-                            error: Json::Null,
-                            result: json!([]),
-                        });
-                        push(&mut reply.result, body);
-                    }
-                }
-                Ok(vec![])
-            }
-            Kind::GrpcTrailers => {
-                let Some(mut ex) = self.streams.remove(&key) else {
-                    return Ok(vec![]);
-                };
-                let reply = ex.reply.get_or_insert(Reply {
-                    error: Json::Null,
-                    result: json!([]),
-                });
-                ex.reply_seq = f.stamp.seq;
-                let v = &f.msg.value;
-                if f.msg.error.is_some() {
-                    let mut e = Map::new();
-                    e.insert("status".into(), v["status"].clone());
-                    e.insert("message".into(), v["message"].clone());
-                    reply.error = Json::Object(e);
-                }
-                Ok(vec![Item::Exchange(ex)])
-            }
-            Kind::GrpcReset => {
-                let Some(mut ex) = self.streams.remove(&key) else {
-                    return Ok(vec![]);
-                };
-                // Cut short: no status, so no reply to reproduce.
-                ex.reply = None;
-                Ok(vec![Item::Exchange(ex)])
-            }
-            Kind::GrpcHeaders => Ok(vec![]),
-            Kind::Malformed => {
-                tracing::warn!(
-                    "connection {}: malformed gRPC bytes left out ({})",
-                    f.conn,
-                    f.msg.problem.as_deref().unwrap_or("no reason given")
-                );
-                Ok(vec![])
-            }
-            other => Err(format!(
-                "a {} frame is not go-plugin traffic",
-                other.label().trim()
-            )),
-        }
     }
 }

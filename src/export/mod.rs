@@ -72,16 +72,6 @@ pub enum ExportError {
     /// The file could not be read or a line is not valid.
     #[error(transparent)]
     Read(#[from] crate::record::ReadError),
-    /// The recording's protocol has no dialect yet.
-    #[error("{file}: export does not support {protocol} recordings yet (supported: {supported})")]
-    Unsupported {
-        /// File name.
-        file: String,
-        /// The recording's protocol.
-        protocol: Protocol,
-        /// Protocols export supports.
-        supported: String,
-    },
     /// A frame does not make sense in its place.
     #[error("{file}:{line}: {message}")]
     Frame {
@@ -151,6 +141,12 @@ pub trait Dialect {
     /// The connection ended: calls still waiting for a reply, if any.
     fn close(&mut self, conn: u64) -> Vec<Item>;
 
+    /// Any other line of the recording (`open`, go-plugin's `handshake`
+    /// and `broker`, ...), for dialects that need them.
+    fn line(&mut self, _line: &Line) -> Vec<Item> {
+        vec![]
+    }
+
     /// Key names whose values change from run to run (timestamps, pids).
     fn volatile_keys(&self) -> &'static [&'static str];
 
@@ -165,6 +161,13 @@ pub trait Dialect {
     /// The `expect` of a client step from a reply whose result has been
     /// prepared by the core (`None`: no expectation on the result).
     fn client_expect(&self, reply: &Reply, result: Option<Json>) -> Json;
+
+    /// True when the protocol's client runs steps on the connections
+    /// their `conn` labels name (`ProtoBuf:1`'s runs them one after the
+    /// other, opening a new connection after a close, as Kong's pool).
+    fn conn_labels(&self) -> bool {
+        true
+    }
 
     /// Spec-level keys a client spec needs besides its steps (for
     /// `ProtoBuf:1`, Kong's recorded PDK answers in `on_pdk`).
@@ -197,27 +200,13 @@ pub trait Dialect {
     }
 }
 
-/// The dialect for a protocol, or an error naming the ones supported.
-pub fn dialect_for(protocol: Protocol, file: &str) -> Result<Box<dyn Dialect>, ExportError> {
-    // Every protocol has a dialect today; the error is for the next one.
-    #[allow(unreachable_patterns)]
+/// The dialect for a protocol.
+pub fn dialect_for(protocol: Protocol) -> Box<dyn Dialect> {
     match protocol {
-        Protocol::MsgPack1 => Ok(Box::new(msgpack::MsgpackDialect::default())),
-        Protocol::ProtoBuf1 => Ok(Box::new(protobuf::ProtobufDialect::default())),
-        Protocol::Prox => Ok(Box::new(prox::ProxDialect::default())),
-        Protocol::GoPlugin => Ok(Box::new(goplugin::GoPluginDialect::default())),
-        other => Err(ExportError::Unsupported {
-            file: file.to_owned(),
-            protocol: other,
-            supported: [
-                Protocol::MsgPack1,
-                Protocol::ProtoBuf1,
-                Protocol::Prox,
-                Protocol::GoPlugin,
-            ]
-            .map(Protocol::name)
-            .join(", "),
-        }),
+        Protocol::MsgPack1 => Box::new(msgpack::MsgpackDialect::default()),
+        Protocol::ProtoBuf1 => Box::new(protobuf::ProtobufDialect::default()),
+        Protocol::Prox => Box::new(prox::ProxDialect::default()),
+        Protocol::GoPlugin => Box::new(goplugin::GoPluginDialect::default()),
     }
 }
 
@@ -240,7 +229,7 @@ pub fn export<R: BufRead>(
     opts: Options,
 ) -> Result<String, ExportError> {
     let header = reader.header().clone();
-    let mut dialect = dialect_for(header.protocol, file)?;
+    let mut dialect = dialect_for(header.protocol);
     if !header.redact.is_empty() {
         tracing::warn!(
             "{file} was recorded with --redact {}: the spec has \"[redacted]\" where the values were",
@@ -288,7 +277,7 @@ pub fn export<R: BufRead>(
             }
             other => {
                 dialect.other_line(&other);
-                vec![]
+                dialect.line(&other)
             }
         };
         for item in produced {

@@ -232,6 +232,10 @@ impl Dialect for ProtobufDialect {
         }
     }
 
+    fn conn_labels(&self) -> bool {
+        false
+    }
+
     fn client_extra(&self) -> Map<String, Json> {
         let mut on_pdk = Map::new();
         for (method, seen) in &self.answers {

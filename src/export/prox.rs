@@ -85,6 +85,7 @@ impl Dialect for ProxDialect {
                 let mut ex = self.pending.remove(&conn).ok_or_else(|| {
                     format!("a reply on connection {conn} answers no call recorded before it")
                 })?;
+                ex.reply_seq = frame.stamp.seq;
                 ex.reply = Some(Reply {
                     error: Json::Null,
                     result: msg.value.get("result").cloned().unwrap_or(Json::Null),

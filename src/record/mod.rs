@@ -62,15 +62,15 @@ pub enum Line {
     Error(ErrorEvent),
     /// The wrapped pluginserver started or exited.
     Child(ChildEvent),
+    /// A line on a prox plugin's stdin or stdout, as the prox wrapper
+    /// relayed it.
+    Stdio(StdioEvent),
     /// go-plugin: the plugin's handshake line and what the host was told.
     Handshake(HandshakeEvent),
     /// go-plugin: a `plugin.GRPCBroker` announcement and its rewrite.
     Broker(BrokerEvent),
     /// go-plugin: one line the plugin wrote on stderr (passed on unchanged).
     Stderr(StderrEvent),
-    /// A line on a prox plugin's stdin or stdout, as the prox wrapper
-    /// relayed it.
-    Stdio(StdioEvent),
     /// The last line of a complete recording.
     End(End),
 }
@@ -250,6 +250,29 @@ pub struct ChildEvent {
     pub status: Option<String>,
 }
 
+/// `stdio`: one line on a prox plugin's stdin (`to_server`, prox → plugin)
+/// or stdout (`to_client`, plugin → prox).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StdioEvent {
+    #[serde(flatten)]
+    pub stamp: Stamp,
+    /// `stdin` or `stdout`.
+    pub stream: String,
+    /// Which way it travelled.
+    pub dir: Direction,
+    /// Offset of its first byte in that stream.
+    pub offset: u64,
+    /// Its length in bytes, newline included.
+    pub len: u64,
+    /// The line exactly as it arrived, base64.
+    pub raw: String,
+    /// The decoded line.
+    pub msg: MessageView,
+    /// For a `ready`: the socket prox was told instead of the plugin's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten_socket: Option<String>,
+}
+
 /// `handshake` (go-plugin).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HandshakeEvent {
@@ -301,29 +324,6 @@ pub struct StderrEvent {
     pub text: String,
 }
 
-/// `stdio`: one line on a prox plugin's stdin (`to_server`, prox → plugin)
-/// or stdout (`to_client`, plugin → prox).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StdioEvent {
-    #[serde(flatten)]
-    pub stamp: Stamp,
-    /// `stdin` or `stdout`.
-    pub stream: String,
-    /// Which way it travelled.
-    pub dir: Direction,
-    /// Offset of its first byte in that stream.
-    pub offset: u64,
-    /// Its length in bytes, newline included.
-    pub len: u64,
-    /// The line exactly as it arrived, base64.
-    pub raw: String,
-    /// The decoded line.
-    pub msg: MessageView,
-    /// For a `ready`: the socket prox was told instead of the plugin's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rewritten_socket: Option<String>,
-}
-
 /// `end`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct End {
@@ -349,10 +349,10 @@ impl Line {
             Line::Close(e) => &e.stamp,
             Line::Error(e) => &e.stamp,
             Line::Child(e) => &e.stamp,
+            Line::Stdio(e) => &e.stamp,
             Line::Handshake(e) => &e.stamp,
             Line::Broker(e) => &e.stamp,
             Line::Stderr(e) => &e.stamp,
-            Line::Stdio(e) => &e.stamp,
             Line::End(e) => &e.stamp,
         })
     }

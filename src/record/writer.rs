@@ -78,9 +78,6 @@ pub enum Entry {
         status: Option<String>,
         at: Instant,
     },
-    /// Any other line, made by the caller; the writer sets its stamp
-    /// (go-plugin's `open` with names, `handshake`, `broker`, `stderr`).
-    Line { line: Line, at: Instant },
     /// A line on a prox plugin's stdin or stdout.
     Stdio {
         stream: &'static str,
@@ -91,6 +88,9 @@ pub enum Entry {
         rewritten_socket: Option<String>,
         at: Instant,
     },
+    /// Any other line, made by the caller; the writer sets its stamp
+    /// (go-plugin's `open` with names, `handshake`, `broker`, `stderr`).
+    Line { line: Line, at: Instant },
     /// Stop: write the `end` line with this reason.
     Finish { reason: String },
 }
@@ -376,20 +376,6 @@ impl Writer {
                 pid,
                 status,
             }),
-            Entry::Line { mut line, at } => {
-                // A second header is not an event line.
-                if line.stamp_mut().is_none() {
-                    return;
-                }
-                let stamp = self.stamp(at);
-                if let Some(s) = line.stamp_mut() {
-                    *s = stamp;
-                }
-                if matches!(line, Line::Frame(_)) {
-                    self.stats.frames += 1;
-                }
-                line
-            }
             Entry::Stdio {
                 stream,
                 dir,
@@ -408,6 +394,20 @@ impl Writer {
                 msg,
                 rewritten_socket,
             }),
+            Entry::Line { mut line, at } => {
+                // A second header is not an event line.
+                if line.stamp_mut().is_none() {
+                    return;
+                }
+                let stamp = self.stamp(at);
+                if let Some(s) = line.stamp_mut() {
+                    *s = stamp;
+                }
+                if matches!(line, Line::Frame(_)) {
+                    self.stats.frames += 1;
+                }
+                line
+            }
             Entry::Finish { .. } => return,
         };
         self.line(&line);

@@ -33,10 +33,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::proxy_conn::{self, Shared, SpecSide};
-use super::replies::Replies;
-use super::server::ServerOptions;
-use super::server_report::{Misses, ServerReport};
+use super::proxy_conn::{self, Shared};
+use super::proxy_modes::spec_side;
+use super::server_report::ServerReport;
 use crate::codec::Limits;
 use crate::conversation;
 use crate::error::{Error, Result};
@@ -308,7 +307,7 @@ async fn run_proxy(
     if let Some(r) = &report {
         eprint!("{}", r.render());
         if let Some(path) = &opts.report {
-            super::server::write_report(r, path)?;
+            r.write(path)?;
         }
     }
     drop(shared);
@@ -329,45 +328,6 @@ async fn run_proxy(
         );
     }
     Ok((end, report))
-}
-
-/// The spec side of `replay` and `new` modes; refuses what they cannot do.
-fn spec_side(opts: &ProxyOptions) -> Result<Option<SpecSide>> {
-    if opts.mode == Mode::Record {
-        return Ok(None);
-    }
-    let mode = opts.mode.name();
-    if opts.protocol != Protocol::MsgPack1 {
-        return Err(Error::Other(format!(
-            "--mode {mode} is only available for MsgPack:1 so far, not {}",
-            opts.protocol
-        )));
-    }
-    if opts.mode == Mode::Replay && opts.start_cmd.is_some() {
-        return Err(Error::Other(
-            "--mode replay has no real server; it cannot start one (drop `-- CMD`)".into(),
-        ));
-    }
-    let spec = opts.spec.as_ref().ok_or_else(|| {
-        Error::Other(format!(
-            "--mode {mode} needs --spec SERVER_SPEC to answer from"
-        ))
-    })?;
-    let replies = Replies::new(spec).map_err(Error::Other)?;
-    Ok(Some(SpecSide {
-        replies: Arc::new(replies),
-        misses: Arc::new(Misses::default()),
-        opts: ServerOptions {
-            socket: opts.listen.clone(),
-            limits: opts.limits,
-            full_values: opts.full_values,
-            print_conversations: false,
-            log_messages: false,
-            report: None,
-            verify: false,
-        },
-        fallback: opts.mode == Mode::New,
-    }))
 }
 
 /// Handles SIGTERM/SIGINT: without a child, stop; with one, pass the

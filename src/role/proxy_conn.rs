@@ -40,9 +40,7 @@ use crate::protocol::Protocol;
 use crate::record::redact::Redactor;
 use crate::record::{Entry, RecordTx};
 
-use super::replies::Replies;
-use super::server::{self, Fallback, ServerOptions};
-use super::server_report::Misses;
+use super::proxy_modes::SpecSide;
 
 /// Chunks queued for one connection's decoder before the pumps wait.
 const QUEUE: usize = 256;
@@ -60,16 +58,6 @@ pub(crate) struct Shared {
     pub(crate) colour: bool,
     /// `replay` and `new` modes: the spec that answers.
     pub(crate) spec_side: Option<SpecSide>,
-}
-
-/// The server spec answering in `replay` and `new` modes.
-#[derive(Debug)]
-pub(crate) struct SpecSide {
-    pub(crate) replies: Arc<Replies>,
-    pub(crate) misses: Arc<Misses>,
-    pub(crate) opts: ServerOptions,
-    /// `new` mode: requests the spec does not answer go to the upstream.
-    pub(crate) fallback: bool,
 }
 
 impl Shared {
@@ -90,26 +78,10 @@ impl Shared {
         id: ConnId,
         cancel: &CancellationToken,
     ) -> std::io::Result<UnixStream> {
-        let Some(side) = &self.spec_side else {
-            return UnixStream::connect(&self.upstream).await;
-        };
-        let fallback = if side.fallback {
-            let real = UnixStream::connect(&self.upstream).await?;
-            let (read, write) = Connection::raw(real, id).into_split();
-            Some(Fallback { read, write })
-        } else {
-            None
-        };
-        let (ours, theirs) = UnixStream::pair()?;
-        tokio::spawn(server::serve_for_proxy(
-            theirs,
-            side.replies.clone(),
-            side.misses.clone(),
-            side.opts.clone(),
-            fallback,
-            cancel.child_token(),
-        ));
-        Ok(ours)
+        match &self.spec_side {
+            None => UnixStream::connect(&self.upstream).await,
+            Some(side) => side.connect(&self.upstream, id, cancel).await,
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use super::faults;
 use super::log_message;
 use super::replies::{Choice, Cursor, Replies};
-use super::server_report::{Misses, ServerReport};
+use super::server_report::Misses;
 use crate::codec::{CodecError, Limits, MsgpackCodec, hex, msgpack};
 use crate::error::{Error, Result};
 use crate::exit::Outcome;
@@ -108,26 +108,9 @@ pub async fn run(spec: &Spec, opts: ServerOptions, shutdown: CancellationToken) 
     let report = misses.report(&replies);
     eprint!("{}", report.render());
     if let Some(path) = &opts.report {
-        write_report(&report, path)?;
+        report.write(path)?;
     }
     Ok(report.outcome(opts.verify))
-}
-
-/// Writes the JSON report to `path` (`-`: one line on stdout).
-pub(crate) fn write_report(report: &ServerReport, path: &std::path::Path) -> Result<()> {
-    let io = |source| Error::Io {
-        context: format!("writing the report to {}", path.display()),
-        source,
-    };
-    if path == std::path::Path::new("-") {
-        let line = serde_json::to_string(report).map_err(|e| Error::Other(e.to_string()))?;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}").map_err(io)?;
-        out.flush().map_err(io)
-    } else {
-        let text = serde_json::to_string_pretty(report).map_err(|e| Error::Other(e.to_string()))?;
-        std::fs::write(path, text + "\n").map_err(io)
-    }
 }
 
 /// Serves one proxied connection from the spec (`replay` mode), or from

@@ -9,6 +9,8 @@
 //! a summary on stderr, and with `--verify` exit code 1 when anything was
 //! unused or unmatched.
 
+use std::io::Write as _;
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::replies::{Choice, Replies};
+use crate::error::{Error, Result};
 use crate::exit::Outcome;
 use crate::net::ConnId;
 use crate::spec::matcher::{self, Mismatch};
@@ -189,7 +192,10 @@ fn explain(
     choice: &Choice<'_>,
 ) -> (String, Option<Nearest>) {
     match choice {
-        Choice::NoEntries | Choice::Entry { .. } => {
+        Choice::Entry { index, .. } => {
+            (format!("answered by on_methods[{method:?}][{index}]"), None)
+        }
+        Choice::NoEntries => {
             let reason = format!("no entry for {method}");
             let nearest = replies
                 .method_names()
@@ -272,6 +278,24 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 impl ServerReport {
+    /// Writes the JSON report to `path` (`-`: one line on stdout).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let io = |source| Error::Io {
+            context: format!("writing the report to {}", path.display()),
+            source,
+        };
+        if path == Path::new("-") {
+            let line = serde_json::to_string(self).map_err(|e| Error::Other(e.to_string()))?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}").map_err(io)?;
+            out.flush().map_err(io)
+        } else {
+            let text =
+                serde_json::to_string_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
+            std::fs::write(path, text + "\n").map_err(io)
+        }
+    }
+
     /// Exit outcome: with `verify`, 1 when anything was unused or unmatched.
     pub fn outcome(&self, verify: bool) -> Outcome {
         if verify && !self.passed {

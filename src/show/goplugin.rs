@@ -269,6 +269,8 @@ pub fn mermaid_event(line: &Line, names: &Names, out: &mut impl Write) -> std::i
             "    Note over G: stderr {}",
             escape(&shorten(&e.text, LABEL))
         ),
+        // prox's stdio lines do not occur in go-plugin recordings.
+        Line::Stdio(_) => Ok(()),
         Line::Close(c) => writeln!(out, "    Note over H,G: c{} closed", c.conn),
         Line::Child(c) => writeln!(
             out,
@@ -293,6 +295,6 @@ pub fn mermaid_event(line: &Line, names: &Names, out: &mut impl Write) -> std::i
             e.frames,
             escape(&e.reason)
         ),
-        Line::Undecodable(_) | Line::Eof(_) | Line::Stdio(_) => super::mermaid::event(line, out),
+        Line::Undecodable(_) | Line::Eof(_) => super::mermaid::event(line, out),
     }
 }

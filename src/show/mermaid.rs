@@ -159,21 +159,6 @@ pub fn event_for(protocol: Protocol, line: &Line, out: &mut impl Write) -> std::
                     .unwrap_or_default()
             )
         ),
-        Line::Handshake(h) => writeln!(
-            out,
-            "    Note over S: handshake {}",
-            escape(&shorten(&h.original, 2 * LABEL))
-        ),
-        Line::Broker(b) => writeln!(
-            out,
-            "    Note over P: c{} broker service {}",
-            b.conn, b.service_id
-        ),
-        Line::Stderr(e) => writeln!(
-            out,
-            "    Note over S: stderr {}",
-            escape(&shorten(&e.text, LABEL))
-        ),
         Line::Stdio(l) => {
             let v = &l.msg;
             let label = format!(
@@ -192,6 +177,21 @@ pub fn event_for(protocol: Protocol, line: &Line, out: &mut impl Write) -> std::
                 None => Ok(()),
             }
         }
+        Line::Handshake(h) => writeln!(
+            out,
+            "    Note over S: handshake {}",
+            escape(&shorten(&h.original, 2 * LABEL))
+        ),
+        Line::Broker(b) => writeln!(
+            out,
+            "    Note over P: c{} broker service {}",
+            b.conn, b.service_id
+        ),
+        Line::Stderr(e) => writeln!(
+            out,
+            "    Note over S: stderr {}",
+            escape(&shorten(&e.text, LABEL))
+        ),
         Line::End(e) => writeln!(
             out,
             "    Note over K,S: end: {} frames ({})",

@@ -301,11 +301,6 @@ fn bad_recordings_are_refused_with_the_line() {
         "{err}"
     );
 
-    let pb = dir.path().join("pb.jsonl");
-    std::fs::write(&pb, text.replacen("MsgPack:1", "ProtoBuf:1", 1)).unwrap();
-    let err = export_err(dir.path(), &pb);
-    assert!(err.contains("does not support ProtoBuf:1"), "{err}");
-
     let orphan = write_rec(
         dir.path(),
         "orphan.jsonl",
