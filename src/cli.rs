@@ -29,8 +29,9 @@ Examples:
       --start-cmd 'kong-python-pluginserver -d plugins -p /tmp --socket-name hello.sock'
 
   # Load: 16 connections running the steps 1000 times each:
-  plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \
+  plugtap client --spec specs/client-event-cycle.json --socket /tmp/hello.sock \\
       --concurrency 16 --repeat 1000
+
   # Run a request through a plugin as Kong would (a spec with a `kong` section):
   plugtap client --spec specs/kong-hello.json --socket /tmp/hello.sock
 
@@ -48,9 +49,11 @@ Examples:
   # A ProtoBuf:1 (go-pdk) mock and Kong's side of an event cycle against it:
   plugtap server --spec specs/pb-mock-go-peer.json --socket /tmp/go-peer.socket
   plugtap client --spec specs/pb-client-event-cycle.json --socket /tmp/go-peer.socket
+
   # Sit between Kong and a real server, recording; then look at it:
   plugtap proxy --listen /tmp/front.sock --upstream /tmp/back.sock --record calls.jsonl
   plugtap show calls.jsonl
+
   # Turn it into a mock server spec, or into Kong's side to replay:
   plugtap export calls.jsonl --as server -o mock.json
   plugtap export calls.jsonl --as client -o replay.json
@@ -65,10 +68,12 @@ arrived, 2 usage or runtime error.";
 
 /// Watch, mock and drive Kong's external plugin servers.
 ///
-/// plugtap speaks Kong's pluginserver protocols (MsgPack:1, ProtoBuf:1)
-/// and prox's plugin protocol (prox) over Unix sockets. As a server it
-/// mocks a pluginserver (or a prox plugin) from a JSON spec; as a client it
-/// stands in for Kong (or prox) and drives a real one.
+/// plugtap speaks Kong's pluginserver protocols (MsgPack:1, ProtoBuf:1),
+/// prox's plugin protocol (prox) and HashiCorp's go-plugin (go-plugin). As
+/// a server it mocks a pluginserver (or a plugin) from a JSON spec; as a
+/// client it stands in for Kong (or prox, or a go-plugin host) and drives a
+/// real one; as a proxy it sits between them, decoding and recording every
+/// message; `export` turns a recording into specs that replay it.
 #[derive(Debug, Parser)]
 #[command(name = "plugtap", version, after_help = EXAMPLES)]
 pub struct Cli {

@@ -264,8 +264,12 @@ pub struct StdioEvent {
     pub offset: u64,
     /// Its length in bytes, newline included.
     pub len: u64,
-    /// The line exactly as it arrived, base64.
-    pub raw: String,
+    /// The line exactly as it arrived, base64; absent when redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    /// True when `--redact` changed the decoded form (and `raw` was dropped).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
     /// The decoded line.
     pub msg: MessageView,
     /// For a `ready`: the socket prox was told instead of the plugin's.

@@ -85,6 +85,8 @@ pub enum Entry {
         offset: u64,
         raw: bytes::Bytes,
         msg: MessageView,
+        /// `--redact` changed `msg`: `raw` is left out.
+        redacted: bool,
         rewritten_socket: Option<String>,
         at: Instant,
     },
@@ -382,6 +384,7 @@ impl Writer {
                 offset,
                 raw,
                 msg,
+                redacted,
                 rewritten_socket,
                 at,
             } => Line::Stdio(StdioEvent {
@@ -390,7 +393,8 @@ impl Writer {
                 dir,
                 offset,
                 len: raw.len() as u64,
-                raw: B64.encode(&raw),
+                raw: (!redacted).then(|| B64.encode(&raw)),
+                redacted,
                 msg,
                 rewritten_socket,
             }),

@@ -332,9 +332,10 @@ async fn note(
     stream: &'static str,
     dir: Direction,
     line: &Line,
-    view: MessageView,
+    mut view: MessageView,
     rewritten_socket: Option<String>,
 ) {
+    let redacted = !base.redactor.is_empty() && base.redactor.apply(&mut view);
     log(stream, dir, &view, base.full_values);
     base.record(Entry::Stdio {
         stream,
@@ -342,6 +343,7 @@ async fn note(
         offset: line.offset,
         raw: line.raw.clone(),
         msg: view,
+        redacted,
         rewritten_socket,
         at: Instant::now(),
     })

@@ -246,8 +246,9 @@ pub fn text_line_for(protocol: Protocol, line: &Line, full: bool, colour: bool) 
                 .as_ref()
                 .map(|s| format!(" [socket rewritten to {s}]"))
                 .unwrap_or_default();
+            let redacted = if l.redacted { " [redacted]" } else { "" };
             format!(
-                "{} {} {}{rewritten}",
+                "{} {} {}{redacted}{rewritten}",
                 l.stream,
                 paint(arrow(protocol, l.dir), code, colour),
                 l.msg.summary(full)

@@ -5,16 +5,38 @@ use crate::support;
 #[test]
 fn help_has_examples_and_exit_codes() {
     let dir = support::tmpdir();
-    for args in [
-        vec!["--help"],
-        vec!["server", "--help"],
-        vec!["client", "--help"],
+    let top = support::run(dir.path(), &["--help"]);
+    assert_eq!(top.code, 0);
+    assert!(top.stdout.contains("Example"), "{}", top.stdout);
+    // Every subcommand the top-level help lists has examples of its own.
+    let commands: Vec<&str> = top
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    for expected in [
+        "run",
+        "server",
+        "client",
+        "proxy",
+        "show",
+        "export",
+        "kong-conf",
+        "check",
     ] {
-        let out = support::run(dir.path(), &args);
-        assert_eq!(out.code, 0);
-        assert!(out.stdout.contains("Example"), "{args:?}: {}", out.stdout);
+        assert!(commands.contains(&expected), "{expected} in {commands:?}");
     }
-    let out = support::run(dir.path(), &["--help"]);
+    for command in &commands {
+        let out = support::run(dir.path(), &[command, "--help"]);
+        assert_eq!(out.code, 0, "{command}");
+        assert!(out.stdout.contains("Example"), "{command}: {}", out.stdout);
+    }
+    let out = top;
     assert!(
         out.stdout.contains("Exit codes: 0 all passed, 1"),
         "{}",

@@ -395,6 +395,50 @@ fn start_cmd_is_started_waited_for_and_terminated() {
 }
 
 #[test]
+fn a_start_cmd_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let dir = support::tmpdir();
+    let pidfile = dir.path().join("stubborn.pid");
+    // Listens (the client's connect succeeds from the backlog) and ignores
+    // SIGTERM, so only SIGKILL ends it.
+    let script = format!(
+        "import os, signal, socket, time\n\
+         signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+         open({:?}, 'w').write(str(os.getpid()))\n\
+         s = socket.socket(socket.AF_UNIX)\n\
+         s.bind('s.sock')\n\
+         s.listen(8)\n\
+         time.sleep(60)\n",
+        pidfile.display().to_string()
+    );
+    std::fs::write(dir.path().join("stubborn.py"), script).unwrap();
+    let spec = write_spec(
+        dir.path(),
+        "c.json",
+        r#"{"socket": "s.sock", "start_cmd": "exec python3 stubborn.py", "try_methods": []}"#,
+    );
+    let started = std::time::Instant::now();
+    let out = support::run(dir.path(), &["client", "--spec", &spec, "--grace", "0.3"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the client waited for the stubborn server"
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("after SIGTERM; killing it"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("SIGKILL"), "{}", out.stderr);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+    assert!(gone, "the stubborn server was left running");
+}
+
+#[test]
 fn go_plugin_handshake_names_the_socket() {
     let dir = support::tmpdir();
     let socket = dir.path().join("hs.sock");

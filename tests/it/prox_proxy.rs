@@ -121,7 +121,7 @@ fn client_gets_the_same_results_through_the_wrapper_and_it_records_them() {
         ]
     );
     for s in &stdio {
-        let raw = b64(&s.raw);
+        let raw = b64(s.raw.as_deref().expect("raw bytes kept"));
         assert_eq!(raw.len() as u64, s.len);
         let text: Json = serde_json::from_slice(&raw).unwrap();
         assert_eq!(text, s.msg.value);

@@ -284,3 +284,40 @@ fn sigterm_is_passed_on_to_the_plugin() {
         out.stdout
     );
 }
+
+/// `--redact` hides values in the recording of stdio lines too; prox
+/// still gets the lines unchanged.
+#[test]
+fn redact_hides_stdio_values_in_the_recording_only() {
+    let dir = support::tmpdir();
+    let rec = dir.path().join("rec.jsonl");
+    let (mut w, _) = start_wrapper(dir.path(), &rec, &["--redact", "targets"]);
+    let push = w.json();
+    assert_eq!(push["method"], "set_targets", "{push}");
+    assert_eq!(
+        push["params"]["targets"],
+        serde_json::json!(["127.0.0.1:9001", "127.0.0.1:9002"])
+    );
+    assert_eq!(w.close_stdin(), 0);
+    let lines = lines(&rec);
+    let pushed = lines
+        .iter()
+        .find_map(|l| match l {
+            Line::Stdio(s) if s.msg.method.as_deref() == Some("set_targets") => Some(s),
+            _ => None,
+        })
+        .expect("the push is recorded");
+    assert!(pushed.redacted && pushed.raw.is_none(), "{pushed:?}");
+    assert_eq!(pushed.msg.value["params"]["targets"], "[redacted]");
+    let configure = lines
+        .iter()
+        .find_map(|l| match l {
+            Line::Stdio(s) if s.msg.method.as_deref() == Some("configure") => Some(s),
+            _ => None,
+        })
+        .unwrap();
+    assert!(!configure.redacted && configure.raw.is_some());
+    let out = support::run(dir.path(), &["show", rec.to_str().unwrap()]);
+    assert!(out.stdout.contains("set_targets"), "{}", out.stdout);
+    assert!(out.stdout.contains("[redacted]"), "{}", out.stdout);
+}

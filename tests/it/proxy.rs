@@ -316,7 +316,7 @@ fn upstream_killed_mid_call_closes_both_sides_and_the_proxy_keeps_serving() {
 }
 
 /// A one-connection upstream that records what it gets and runs `script`.
-fn fake_upstream(
+pub fn fake_upstream(
     path: &Path,
     script: impl FnOnce(&mut std::os::unix::net::UnixStream) + Send + 'static,
 ) -> std::thread::JoinHandle<Vec<u8>> {
@@ -331,7 +331,7 @@ fn fake_upstream(
     })
 }
 
-fn encode(v: &Value) -> Vec<u8> {
+pub fn encode(v: &Value) -> Vec<u8> {
     let mut buf = Vec::new();
     rmpv::encode::write_value(&mut buf, v).unwrap();
     buf

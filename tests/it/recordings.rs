@@ -228,7 +228,7 @@ fn prox_recording_keeps_every_line_and_frame_exactly() {
     for l in &lines(&path) {
         match l {
             Line::Stdio(s) => {
-                let raw = b64(&s.raw);
+                let raw = b64(s.raw.as_deref().expect("raw bytes kept"));
                 assert_eq!(raw.len() as u64, s.len);
                 let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
                 assert_eq!(json, s.msg.value);

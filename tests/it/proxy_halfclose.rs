@@ -1,0 +1,72 @@
+//! Half-close through the proxy: a client that shuts down its writing side
+//! after a request still gets the reply, and the recording says which side
+//! ended when.
+
+use std::io::{Read as _, Write as _};
+use std::net::Shutdown;
+
+use plugtap::message::Direction;
+use plugtap::record::Line;
+use rmpv::Value;
+
+use crate::proxy::{encode, fake_upstream, lines, proxy};
+use crate::support::{self, mp::request};
+
+#[test]
+fn a_client_half_close_reaches_the_server_and_the_reply_still_comes_back() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let req = encode(&request(1, "plugin.GetPluginInfo", Value::Array(vec![])));
+    let reply = encode(&Value::Array(vec![
+        1.into(),
+        1.into(),
+        Value::Nil,
+        "late".into(),
+    ]));
+    let sent = reply.clone();
+    let want = req.clone();
+    // The server reads the request, then waits for end of stream before it
+    // answers: the reply only comes if the proxy passed the half-close on
+    // and kept the other direction open.
+    let upstream = fake_upstream(&d.join("back.sock"), move |s| {
+        let mut got = vec![0; want.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, want);
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "nothing after the request");
+        s.write_all(&sent).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut p = proxy(d, "front.sock", "back.sock", "rec.jsonl", &[]);
+    let mut c = std::os::unix::net::UnixStream::connect(d.join("front.sock")).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    c.write_all(&req).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(got, reply, "the reply came back after the half-close");
+    upstream.join().unwrap();
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(p.exit_code(), 0);
+    let lines = lines(&d.join("rec.jsonl"));
+    let order: Vec<String> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Frame(f) => Some(format!("frame {:?}", f.dir)),
+            Line::Eof(e) => Some(format!("eof {:?}", e.dir)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            format!("frame {:?}", Direction::ToServer),
+            format!("eof {:?}", Direction::ToServer),
+            format!("frame {:?}", Direction::ToClient),
+            format!("eof {:?}", Direction::ToClient),
+        ],
+        "{lines:?}"
+    );
+}
