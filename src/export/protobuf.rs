@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
 
-use super::{Dialect, Exchange, Item, Reply};
+use super::{Dialect, Exchange, Item, Reply, leaves};
 use crate::message::{Direction, Kind};
 use crate::protocol::Protocol;
 use crate::record::FrameEvent;
@@ -52,7 +52,7 @@ impl ProtobufDialect {
         p.exchange.reply = reply.map(|mut r| {
             if !p.pdk.is_empty() {
                 let mut with = Map::new();
-                with.insert(PDK.into(), Json::Array(p.pdk));
+                with.insert(PDK.into(), Json::Array(script(&p.pdk)));
                 with.insert("return".into(), r.result);
                 r.result = Json::Object(with);
             }
@@ -70,6 +70,70 @@ fn split(result: &Json) -> (Json, Option<&Json>) {
             Some(pdk),
         ),
         None => (result.clone(), None),
+    }
+}
+
+/// An event's PDK calls as the mock plays them: method and arguments, and
+/// where an argument repeats text from an earlier reply of Kong's (the
+/// plugin used it: `hello example.test` after `get_header` said
+/// `example.test`), that reply is captured and the text becomes `${name}`,
+/// so the mock follows other answers as the plugin would.
+fn script(pdk: &[Json]) -> Vec<Json> {
+    // Producers: string leaves of Kong's replies, long enough to be
+    // recognised, with the step and path they come from.
+    let mut producers: Vec<(usize, String, String)> = Vec::new();
+    for (i, step) in pdk.iter().enumerate() {
+        if let Some(reply) = step.get("reply") {
+            for leaf in leaves::leaves(reply) {
+                if let Json::String(v) = leaf.value
+                    && v.chars().count() >= 3
+                    && !producers.iter().any(|(_, p, _)| p == v)
+                {
+                    producers.push((i, v.clone(), leaves::path_string(&leaf.path)));
+                }
+            }
+        }
+    }
+    let mut used: IndexMap<usize, Map<String, Json>> = IndexMap::new();
+    let mut steps: Vec<Map<String, Json>> = Vec::new();
+    for (j, step) in pdk.iter().enumerate() {
+        let mut args = step.get("args").cloned().unwrap_or(Json::Null);
+        for (n, (i, value, path)) in producers.iter().enumerate() {
+            if *i >= j {
+                continue;
+            }
+            let name = format!("reply_{}", n + 1);
+            if replace_text(&mut args, value, &format!("${{{name}}}")) {
+                used.entry(*i)
+                    .or_default()
+                    .insert(name, Json::String(path.clone()));
+            }
+        }
+        let mut out = Map::new();
+        out.insert("method".into(), step["method"].clone());
+        out.insert("args".into(), args);
+        steps.push(out);
+    }
+    for (i, capture) in used {
+        steps[i].insert("capture".into(), Json::Object(capture));
+    }
+    steps.into_iter().map(Json::Object).collect()
+}
+
+/// Replaces `text` inside every string of `value`; true if any changed.
+fn replace_text(value: &mut Json, text: &str, with: &str) -> bool {
+    match value {
+        Json::String(s) if s.contains(text) => {
+            *s = s.replace(text, with);
+            true
+        }
+        Json::Array(items) => items
+            .iter_mut()
+            .fold(false, |acc, v| replace_text(v, text, with) | acc),
+        Json::Object(map) => map
+            .values_mut()
+            .fold(false, |acc, v| replace_text(v, text, with) | acc),
+        _ => false,
     }
 }
 
@@ -143,6 +207,9 @@ impl Dialect for ProtobufDialect {
                 } else {
                     msg.value.clone()
                 };
+                if let Some(last) = self.pending.get_mut(&conn).and_then(|p| p.pdk.last_mut()) {
+                    last["reply"] = reply.clone();
+                }
                 let seen = self.answers.entry(method).or_default();
                 if !seen.iter().any(|(a, r)| *a == args && *r == reply) {
                     seen.push((args, reply));

@@ -36,7 +36,7 @@ mod prox_roles;
 mod prox_vectors;
 mod proxy;
 mod proxy_faults;
-mod proxy_halfclose;
+mod proxy_edges;
 mod recordings;
 mod server;
 mod spec_load;

@@ -78,6 +78,18 @@ fn round_trip_through_the_go_pdk_stand_in() {
     let (code, replayed, err) = run_client(d, &client, &d.join("mock.sock"), &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(replayed, recorded);
+    // The mock uses Kong's answer as the plugin did: another host, another header.
+    let other = d.join("other-client.json");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&client)
+            .unwrap()
+            .replace("example.test", "other.test"),
+    )
+    .unwrap();
+    let (code, steps, err) = run_client(d, &other, &d.join("mock.sock"), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(steps[1]["pdk"][1]["args"]["v"], "hello other.test");
     assert_eq!(mock.interrupt(), 0, "{}", mock.stderr());
 
     // Kong's side, exported, passes against a fresh stand-in, whose
