@@ -37,6 +37,12 @@ pub struct ExportArgs {
     /// notifications.
     #[arg(long)]
     pub keep_volatile: bool,
+
+    /// Client specs: replay each connection's calls at the same time, as
+    /// they were recorded, instead of one call at a time in recorded
+    /// order (steps wait for the captures they use).
+    #[arg(long)]
+    pub concurrent: bool,
 }
 
 /// `--as` values.
@@ -55,6 +61,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
             TargetArg::Client => Target::Client,
         },
         keep_volatile: args.keep_volatile,
+        concurrent: args.concurrent,
     };
     let text = export::export_file(&args.file, opts)?;
     match &args.output {

@@ -155,6 +155,11 @@ pub async fn proxy(
         .or(spec.map(|s| s.protocol))
         .unwrap_or_default();
     if protocol == Protocol::GoPlugin {
+        if matches!(args.mode, Some(ModeArg::Replay | ModeArg::New)) {
+            bail!(
+                "--mode replay and new are not available for go-plugin; to answer without the real plugin, export a mock (plugtap export REC --as server) and run it with plugtap server --spec"
+            );
+        }
         if args.upstream.is_some() {
             bail!(
                 "--upstream does not apply to go-plugin: the plugin's handshake names its address"

@@ -46,6 +46,8 @@ pub struct Finder {
     by_value: HashMap<String, Vec<usize>>,
     by_site: HashMap<(String, String), usize>,
     names: HashSet<String>,
+    /// Per base name, the next number to try.
+    next: HashMap<String, usize>,
 }
 
 /// The identity of a value that can be a generated id.
@@ -166,13 +168,18 @@ impl Finder {
             .as_deref()
             .map(leaves::snake)
             .unwrap_or_else(|| "value".to_owned());
-        let mut name = base.clone();
-        let mut n = 1;
+        let next = self.next.entry(base.clone()).or_insert(1);
+        let mut name = if *next == 1 {
+            base.clone()
+        } else {
+            format!("{base}_{next}")
+        };
         while self.names.contains(&name) || crate::spec::template::BUILTINS.contains(&name.as_str())
         {
-            n += 1;
-            name = format!("{base}_{n}");
+            *next += 1;
+            name = format!("{base}_{next}");
         }
+        *next += 1;
         self.names.insert(name.clone());
         self.producers[i].capture = Some(name.clone());
         (name, true)

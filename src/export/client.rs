@@ -265,6 +265,15 @@ impl SinkOut for ClientExport {
         spec.insert("protocol".into(), json!(dialect.protocol().name()));
         spec.insert("socket".into(), json!(self.socket));
         spec.extend(dialect.client_extra());
+        if self.opts.concurrent {
+            if several && dialect.protocol() == crate::protocol::Protocol::MsgPack1 {
+                spec.insert("concurrent".into(), Json::Bool(true));
+            } else {
+                tracing::warn!(
+                    "--concurrent is ignored: it needs a MsgPack:1 recording spanning several connections"
+                );
+            }
+        }
         spec.insert("try_methods".into(), Json::Array(steps));
         Json::Object(spec)
     }

@@ -10,7 +10,7 @@
 //!   request's replies are written as the shortest cycle that reproduces
 //!   them (the mock cycles per candidate set). Broker services the plugin
 //!   announced become `brokered`, `GRPCStdio` lines `stdio`.
-//! * Client: the host's calls in the order they completed, on the broker
+//! * Client: the host's calls in the order it made them, on the broker
 //!   connection they used (`broker`), with `expect` from the recorded
 //!   status and responses; `reflection` off, so responses decode the same
 //!   way against the real plugin and against a mock.
@@ -64,7 +64,8 @@ struct GoExport {
     brokered: Vec<u64>,
     stdio: Vec<Json>,
     methods: IndexMap<String, IndexMap<String, Group>>,
-    calls: Vec<Json>,
+    /// (request's `seq`, call): written in the order the host made them.
+    calls: Vec<(u64, Json)>,
 }
 
 impl GoExport {
@@ -130,7 +131,7 @@ impl GoExport {
                 if expect.as_object().is_some_and(|e| !e.is_empty()) {
                     call.insert("expect".into(), expect);
                 }
-                self.calls.push(Json::Object(call));
+                self.calls.push((ex.request_seq, Json::Object(call)));
             }
             Target::Server => {
                 let pattern = requests.first().map(decoded).unwrap_or(Json::Null);
@@ -224,7 +225,12 @@ impl GoExport {
             spec.insert("start_cmd".into(), json!(c));
         }
         spec.insert("reflection".into(), json!(false));
-        spec.insert("calls".into(), Json::Array(self.calls.clone()));
+        let mut calls = self.calls.clone();
+        calls.sort_by_key(|(seq, _)| *seq);
+        spec.insert(
+            "calls".into(),
+            Json::Array(calls.into_iter().map(|(_, c)| c).collect()),
+        );
         Json::Object(spec)
     }
 }

@@ -64,6 +64,9 @@ pub struct Options {
     /// Keep volatile fields (timestamps, pids) in expectations and
     /// notifications instead of leaving them out.
     pub keep_volatile: bool,
+    /// Client specs: replay the connections at the same time, as recorded
+    /// (`"concurrent": true`), instead of one call at a time.
+    pub concurrent: bool,
 }
 
 /// Why a recording cannot be exported.
@@ -141,6 +144,10 @@ pub trait Dialect {
     /// The connection ended: calls still waiting for a reply, if any.
     fn close(&mut self, conn: u64) -> Vec<Item>;
 
+    /// Bytes of `conn` travelling `dir` could not be decoded (the core
+    /// warns): a later reply may answer a request nobody saw.
+    fn lost(&mut self, _conn: u64, _dir: crate::message::Direction) {}
+
     /// Any other line of the recording (`open`, go-plugin's `handshake`
     /// and `broker`, ...), for dialects that need them.
     fn line(&mut self, _line: &Line) -> Vec<Item> {
@@ -158,8 +165,9 @@ pub trait Dialect {
     /// the `match` the core writes.
     fn server_reply(&self, reply: Option<&Reply>, entry: &mut Map<String, Json>);
 
-    /// The `expect` of a client step from a reply whose result has been
-    /// prepared by the core (`None`: no expectation on the result).
+    /// The `expect` of a client step from the recorded reply and the
+    /// result as the core prepared it (captures and volatile fields taken
+    /// out; `None`: no expectation on the result).
     fn client_expect(&self, reply: &Reply, result: Option<Json>) -> Json;
 
     /// True when the protocol's client runs steps on the connections
@@ -266,6 +274,7 @@ pub fn export<R: BufRead>(
                 dialect.close(c.conn)
             }
             Line::Undecodable(u) => {
+                dialect.lost(u.conn, u.dir);
                 tracing::warn!(
                     "{file}:{}: connection {}: {} undecodable byte(s) left out ({})",
                     reader.line_no(),

@@ -4,7 +4,7 @@
 //! notifications attached to the call in flight (or, with none, passed on
 //! for `on_connect`). Entries are written as `result` / `error`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
@@ -20,6 +20,8 @@ use crate::spec::Notification;
 #[derive(Debug, Default)]
 pub struct MsgpackDialect {
     pending: HashMap<u64, IndexMap<u64, Exchange>>,
+    /// Connections where requests were lost (malformed or undecodable).
+    lossy: HashSet<u64>,
 }
 
 fn field<'a>(value: &'a Json, i: usize, what: &str) -> Result<&'a Json, String> {
@@ -68,13 +70,22 @@ impl Dialect for MsgpackDialect {
             }
             (Kind::Response, Direction::ToClient) => {
                 let id = msg.id.ok_or("a response without msgid")?;
-                let mut ex = self
+                let found = self
                     .pending
                     .get_mut(&conn)
-                    .and_then(|p| p.shift_remove(&id))
-                    .ok_or_else(|| {
-                        format!("response #{id} on connection {conn} answers no request recorded before it")
-                    })?;
+                    .and_then(|p| p.shift_remove(&id));
+                let Some(mut ex) = found else {
+                    if self.lossy.contains(&conn) {
+                        tracing::warn!(
+                            "connection {conn}: response #{id} answers a request that could not be decoded; left out"
+                        );
+                        return Ok(vec![]);
+                    }
+                    return Err(format!(
+                        "response #{id} on connection {conn} answers no request recorded before it"
+                    ));
+                };
+
                 ex.reply_seq = frame.stamp.seq;
                 ex.reply = Some(Reply {
                     error: field(v, 2, "a response")?.clone(),
@@ -95,7 +106,8 @@ impl Dialect for MsgpackDialect {
                     None => Ok(vec![Item::Notification { conn, notification }]),
                 }
             }
-            (Kind::Malformed, _) => {
+            (Kind::Malformed, dir) => {
+                self.lost(conn, dir);
                 tracing::warn!(
                     "connection {conn}: malformed message left out ({}): {v}",
                     msg.problem.as_deref().unwrap_or("no reason given")
@@ -110,6 +122,12 @@ impl Dialect for MsgpackDialect {
                     Direction::ToClient => "to the client",
                 }
             )),
+        }
+    }
+
+    fn lost(&mut self, conn: u64, dir: Direction) {
+        if dir == Direction::ToServer {
+            self.lossy.insert(conn);
         }
     }
 

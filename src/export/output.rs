@@ -20,26 +20,45 @@ pub fn render(comment: &str, value: &Json) -> String {
     out
 }
 
-fn one_line(value: &Json) -> String {
+/// Appends the one-line form of `value` to `out`; false (with `out`
+/// partly written) as soon as `out` grows past `limit`, so a large value
+/// costs no more than the width.
+fn one_line(value: &Json, out: &mut String, limit: usize) -> bool {
     match value {
         Json::Array(items) => {
-            let parts: Vec<String> = items.iter().map(one_line).collect();
-            format!("[{}]", parts.join(", "))
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                if !one_line(v, out, limit) {
+                    return false;
+                }
+            }
+            out.push(']');
         }
         Json::Object(map) => {
-            let parts: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}: {}", Json::String(k.clone()), one_line(v)))
-                .collect();
-            format!("{{{}}}", parts.join(", "))
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&Json::String(k.clone()).to_string());
+                out.push_str(": ");
+                if !one_line(v, out, limit) {
+                    return false;
+                }
+            }
+            out.push('}');
         }
-        scalar => scalar.to_string(),
+        scalar => out.push_str(&scalar.to_string()),
     }
+    out.len() <= limit
 }
 
 fn write(value: &Json, indent: usize, out: &mut String) {
-    let flat = one_line(value);
-    if flat.len() + indent <= WIDTH {
+    let mut flat = String::new();
+    if one_line(value, &mut flat, WIDTH.saturating_sub(indent)) {
         out.push_str(&flat);
         return;
     }
@@ -67,7 +86,7 @@ fn write(value: &Json, indent: usize, out: &mut String) {
             out.push_str(&" ".repeat(indent));
             out.push('}');
         }
-        _ => out.push_str(&flat),
+        scalar => out.push_str(&scalar.to_string()),
     }
 }
 

@@ -12,7 +12,7 @@
 //!
 //! Memory: one entry per distinct reply per group and 12 bytes per call.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
@@ -129,6 +129,49 @@ fn normalize(reply: Option<&Reply>, notes: &[Notification], dialect: &dyn Dialec
     json!([reply, notes]).to_string()
 }
 
+/// For each group, whether its params as a `match` pattern would also
+/// match another group's params. A pattern can only match params that
+/// hold all its leaves, so candidates come from an index of leaves (the
+/// rarest leaf of the pattern), then `matches` decides: near-linear where
+/// comparing every pair would be quadratic in the groups (thousands of
+/// events give thousands of Step groups).
+fn overlapping(groups: &IndexMap<String, Group>) -> Vec<bool> {
+    let leaf_keys = |params: &Json| -> Vec<String> {
+        leaves::leaves(params)
+            .iter()
+            .map(|l| {
+                let value = match l.value {
+                    Json::Number(n) => format!("n{}", n.as_f64().unwrap_or(f64::NAN)),
+                    other => other.to_string(),
+                };
+                format!("{} {value}", leaves::path_string(&l.path))
+            })
+            .collect()
+    };
+    let keys: Vec<Vec<String>> = groups.values().map(|g| leaf_keys(&g.params)).collect();
+    let mut index: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, ks) in keys.iter().enumerate() {
+        for k in ks {
+            index.entry(k.as_str()).or_default().push(i);
+        }
+    }
+    let all: Vec<usize> = (0..groups.len()).collect();
+    groups
+        .values()
+        .enumerate()
+        .map(|(i, g)| {
+            let candidates = keys[i]
+                .iter()
+                .filter_map(|k| index.get(k.as_str()))
+                .min_by_key(|list| list.len())
+                .unwrap_or(&all);
+            candidates
+                .iter()
+                .any(|&j| j != i && matcher::matches(&g.params, &groups[j].params))
+        })
+        .collect()
+}
+
 /// The length of the shortest prefix of `seq` that, repeated, gives `seq`
 /// (Knuth–Morris–Pratt failure function).
 pub fn period(seq: &[u32]) -> usize {
@@ -192,18 +235,17 @@ impl SinkOut for ServerExport {
                 entries.push(self.entry(&g.distinct[0], None, dialect));
             } else {
                 let with_match = groups.len() > 1;
+                let overlaps = if with_match {
+                    overlapping(groups)
+                } else {
+                    vec![]
+                };
                 for (i, g) in groups.values().enumerate() {
                     // Replies cycle in the order the requests arrived.
                     let mut calls = g.calls.clone();
                     calls.sort_unstable();
                     let seq: Vec<u32> = calls.into_iter().map(|(_, r)| r).collect();
-                    let matcher = with_match.then(|| {
-                        let exact = groups
-                            .values()
-                            .enumerate()
-                            .any(|(j, h)| j != i && matcher::matches(&g.params, &h.params));
-                        (&g.params, exact)
-                    });
+                    let matcher = with_match.then(|| (&g.params, overlaps[i]));
                     for &index in &seq[..period(&seq)] {
                         entries.push(self.entry(&g.distinct[index as usize], matcher, dialect));
                     }

@@ -63,6 +63,16 @@ pub async fn run(spec: &Spec, opts: ClientOptions, shutdown: CancellationToken) 
             s = connect_to(&opts, child.as_mut()) => s?,
         };
         let conn = Connection::new(stream, MsgpackCodec::new(opts.limits));
+        if spec.client.concurrent {
+            return Ok(super::client_concurrent::drive(
+                conn,
+                &path,
+                &spec.client.try_methods,
+                &opts,
+                &shutdown,
+            )
+            .await);
+        }
         Ok(drive(conn, &path, &spec.client.try_methods, &opts, &shutdown).await)
     }
     .await;
@@ -158,7 +168,7 @@ async fn drive(
 }
 
 /// Makes one call. Returns false when the connection cannot be used any more.
-async fn call(
+pub(super) async fn call(
     conn: &mut Connection<MsgpackCodec>,
     step: &Step,
     report: &mut StepReport,

@@ -9,6 +9,7 @@
 
 mod accept;
 pub mod client;
+mod client_concurrent;
 mod faults;
 pub mod kong_client;
 pub mod kong_emulation;

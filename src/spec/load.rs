@@ -100,6 +100,7 @@ pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
             start_cmd: raw.start_cmd,
             on_pdk: raw.on_pdk.unwrap_or_default(),
             kong: raw.kong,
+            concurrent: raw.concurrent.unwrap_or_default(),
         },
         prox: raw.prox.unwrap_or_default(),
         warnings: unknown
@@ -299,5 +300,6 @@ struct RawSpec {
     strict: Option<bool>,
     mode: Option<super::ProxyMode>,
     kong: Option<super::kong::KongSpec>,
+    concurrent: Option<bool>,
     prox: Option<ProxSpec>,
 }

@@ -154,6 +154,9 @@ pub struct ClientSpec {
     pub on_pdk: IndexMap<String, Vec<Entry>>,
     /// Kong emulation: run requests through a plugin as Kong would.
     pub kong: Option<kong::KongSpec>,
+    /// Run each connection's steps (`conn` labels) at the same time, as
+    /// the recording ran them; a step waits for the captures it uses.
+    pub concurrent: bool,
 }
 
 /// Where the proxy's answers come from.

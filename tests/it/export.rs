@@ -41,6 +41,7 @@ fn write_rec(dir: &Path, name: &str, protocol: &str, frames: &[(u64, Json)]) -> 
             line(json!({"type": "open", "conn": conn}), &mut out);
         }
         let (kind, dir, id, method) = match msg[0].as_u64().unwrap() {
+            0 if msg.as_array().unwrap().len() != 4 => ("malformed", "to_server", None, None),
             0 => (
                 "request",
                 "to_server",
@@ -84,6 +85,7 @@ fn exported(path: &Path, target: Target, keep_volatile: bool) -> Json {
         Options {
             target,
             keep_volatile,
+            concurrent: false,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -194,6 +196,7 @@ fn same_params_different_replies_cycle_and_overlapping_matches_are_exact() {
     let opts = Options {
         target: Target::Server,
         keep_volatile: false,
+        concurrent: false,
     };
     assert_eq!(
         export::export_file(&rec, opts).unwrap(),
@@ -466,4 +469,86 @@ fn exact_entries_answer_only_equal_params() {
     }
     drop(peer);
     assert_eq!(mock.interrupt(), 0);
+}
+
+#[test]
+fn a_reply_to_a_malformed_request_is_left_out_with_a_warning() {
+    let dir = support::tmpdir();
+    // As `plugtap check` sends: a request of the wrong shape, which the
+    // server answers.
+    let rec = write_rec(
+        dir.path(),
+        "r.jsonl",
+        "MsgPack:1",
+        &[
+            (1, json!([0, 1, "plugin.GetStatus"])),
+            (1, json!([1, 1, "bad request", null])),
+            (1, req(2, "plugin.GetStatus", json!([]))),
+            (1, ok(2, json!({"Plugins": {}}))),
+        ],
+    );
+    let out = support::run(
+        dir.path(),
+        &["export", rec.to_str().unwrap(), "--as", "client"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("malformed message left out"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("response #1 answers a request that could not be decoded"),
+        "{}",
+        out.stderr
+    );
+    let spec: Json = serde_json_lenient::from_str(&out.stdout).unwrap();
+    assert_eq!(spec["try_methods"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn concurrent_clients_share_captures_and_never_wait_forever() {
+    let dir = support::tmpdir();
+    let mock = dir.path().join("mock.json");
+    std::fs::write(
+        &mock,
+        r#"{"role": "server", "on_methods": {
+            "plugin.StartInstance": [{"result": {"Id": 9}}],
+            "plugin.HandleEvent": [{"match": [{"InstanceId": 9}], "result": {"EventId": 4}}]}}"#,
+    )
+    .unwrap();
+    let mut server = support::mock_server(dir.path(), &mock, "m.sock", &[]);
+    // Connection 2 starts at once but needs the id connection 1
+    // captures, so it waits for it.
+    let good = dir.path().join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"role": "client", "concurrent": true, "try_methods": [
+            {"conn": 1, "method": "plugin.StartInstance", "params": [{}], "capture": {"id": "Id"}},
+            {"conn": 2, "method": "plugin.HandleEvent", "params": [{"InstanceId": "${id}"}],
+             "expect": {"result": {"EventId": 4}}}]}"#,
+    )
+    .unwrap();
+    let out = support::run(
+        dir.path(),
+        &["client", "--spec", "good.json", "--socket", "m.sock"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // A capture that never happens fails the step that needs it.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"role": "client", "concurrent": true, "try_methods": [
+            {"conn": 1, "method": "plugin.StartInstance", "params": [{}], "capture": {"id": "Nope"}},
+            {"conn": 2, "method": "plugin.HandleEvent", "params": [{"InstanceId": "${id}"}]}]}"#,
+    )
+    .unwrap();
+    let out = support::run(
+        dir.path(),
+        &["client", "--spec", "bad.json", "--socket", "m.sock"],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("is never captured"), "{}", out.stderr);
+    assert_eq!(server.interrupt(), 0);
 }

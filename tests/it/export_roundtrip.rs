@@ -175,6 +175,29 @@ fn round_trip_c_interleaved_connections_keep_each_events_step_replies() {
     let (_peer, socket) = used_python_server(dir.path());
     let real = client_json(dir.path(), &client, &socket);
     assert_eq!(real["steps"].as_array().unwrap().len(), 11);
+    // With the recorded concurrency: the three connections at once.
+    let concurrent = dir.path().join("concurrent.json");
+    let out = support::run(
+        dir.path(),
+        &[
+            "export",
+            rec.to_str().unwrap(),
+            "--as",
+            "client",
+            "--concurrent",
+            "-o",
+            concurrent.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        std::fs::read_to_string(&concurrent)
+            .unwrap()
+            .contains("\"concurrent\": true")
+    );
+    let real = client_json(dir.path(), &concurrent, &socket);
+    assert_eq!(real["passed"], true);
+    assert_eq!(real["steps"].as_array().unwrap().len(), 11);
     // A mock that answers a Step with another event's reply is caught.
     let text =
         std::fs::read_to_string(&server)

@@ -11,6 +11,7 @@ mod host;
 mod observe;
 mod proxy;
 mod record;
+mod schema;
 
 use std::path::{Path, PathBuf};
 

@@ -359,6 +359,21 @@ fn a_plugin_dying_mid_call_leaves_a_complete_recording() {
         "{}",
         out.stdout
     );
+    // Export keeps the call that got its status and says why the other is missing.
+    let out = support::run(
+        dir.path(),
+        &["export", rec.to_str().unwrap(), "--as", "client"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("kv.KV/Put was cut short (no status); left out"),
+        "{}",
+        out.stderr
+    );
+    let spec: serde_json::Value =
+        serde_json::from_str(out.stdout.split_once('\n').unwrap().1).unwrap();
+    assert_eq!(spec["calls"].as_array().unwrap().len(), 1, "{spec}");
 }
 
 #[test]
@@ -439,5 +454,28 @@ fn while_recording_stderr_still_passes_byte_for_byte() {
     assert_eq!(
         text,
         ["line one \u{fffd}", "{\"@level\":\"info\"}", "partial"]
+    );
+}
+
+#[test]
+fn replay_modes_are_refused_for_go_plugin_with_a_pointer_to_export() {
+    let dir = support::tmpdir();
+    let out = support::run(
+        dir.path(),
+        &[
+            "proxy",
+            "--protocol",
+            "go-plugin",
+            "--mode",
+            "replay",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("plugtap export REC --as server"),
+        "{}",
+        out.stderr
     );
 }

@@ -1,6 +1,6 @@
-//! Half-close through the proxy: a client that shuts down its writing side
-//! after a request still gets the reply, and the recording says which side
-//! ended when.
+//! The proxy at the edges of ordinary use: a client that half-closes after
+//! a request still gets the reply (and the recording says which side ended
+//! when), and the live log shortens long values unless `-v`.
 
 use std::io::{Read as _, Write as _};
 use std::net::Shutdown;
@@ -69,4 +69,48 @@ fn a_client_half_close_reaches_the_server_and_the_reply_still_comes_back() {
         ],
         "{lines:?}"
     );
+}
+
+/// The live log shortens long values; `-v` shows them whole.
+#[test]
+fn the_live_log_shortens_values_unless_verbose() {
+    let long = "x".repeat(600);
+    for (extra, whole) in [(&[][..], false), (&["-v"][..], true)] {
+        let dir = support::tmpdir();
+        let d = dir.path();
+        let req = encode(&request(
+            1,
+            "plugin.Step",
+            Value::Array(vec![long.as_str().into()]),
+        ));
+        let reply = encode(&Value::Array(vec![
+            1.into(),
+            1.into(),
+            Value::Nil,
+            1.into(),
+        ]));
+        let sent = reply.clone();
+        let n = req.len();
+        let upstream = fake_upstream(&d.join("back.sock"), move |s| {
+            let mut got = vec![0; n];
+            s.read_exact(&mut got).unwrap();
+            s.write_all(&sent).unwrap();
+        });
+        let mut p = proxy(d, "front.sock", "back.sock", "rec.jsonl", extra);
+        let mut c = std::os::unix::net::UnixStream::connect(d.join("front.sock")).unwrap();
+        c.write_all(&req).unwrap();
+        let mut got = vec![0; reply.len()];
+        c.read_exact(&mut got).unwrap();
+        drop(c);
+        upstream.join().unwrap();
+        p.wait_for_stderr("response #1");
+        p.signal(nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(p.exit_code(), 0);
+        let log = p.stderr();
+        let line = log
+            .lines()
+            .find(|l| l.contains("request #1 plugin.Step"))
+            .unwrap_or_else(|| panic!("{log}"));
+        assert_eq!(line.contains(&long), whole, "{extra:?}: {line}");
+    }
 }
