@@ -24,6 +24,22 @@ fn needs_escape(w: u64) -> bool {
     below_space || zero_in(w ^ (ONES * u64::from(b'"'))) || zero_in(w ^ (ONES * u64::from(b'\\')))
 }
 
+/// True when one of the 32 bytes of `block` needs escaping: the four
+/// words are tested together, so the common clean block costs one branch.
+fn block_needs_escape(block: &[u8]) -> bool {
+    let mut any = 0u64;
+    for word in block.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        let zero_in = |v: u64| v.wrapping_sub(ONES) & !v;
+        any |= w.wrapping_sub(ONES * 0x20) & !w;
+        any |= zero_in(w ^ (ONES * u64::from(b'"')));
+        any |= zero_in(w ^ (ONES * u64::from(b'\\')));
+    }
+    any & HIGHS != 0
+}
+
 /// Writes `s` as a JSON string.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
@@ -31,6 +47,12 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let (mut start, mut i) = (0, 0);
     while i < bytes.len() {
+        if let Some(block) = bytes.get(i..i + 32)
+            && !block_needs_escape(block)
+        {
+            i += 32;
+            continue;
+        }
         if let Some(word) = bytes.get(i..i + 8) {
             let mut w = [0u8; 8];
             w.copy_from_slice(word);
@@ -85,25 +107,46 @@ static PAIRS: [[u8; 2]; 4096] = {
 };
 
 /// Appends standard base64 (with padding), two characters per lookup.
+/// The output is sized once and filled in place, six input bytes (eight
+/// characters) at a time.
 pub fn base64(out: &mut Vec<u8>, raw: &[u8]) {
-    out.reserve(raw.len().div_ceil(3) * 4);
-    let mut chunks = raw.chunks_exact(3);
-    for c in &mut chunks {
-        let n = (usize::from(c[0]) << 16) | (usize::from(c[1]) << 8) | usize::from(c[2]);
-        out.extend_from_slice(&PAIRS[n >> 12]);
-        out.extend_from_slice(&PAIRS[n & 0xfff]);
+    let start = out.len();
+    out.resize(start + raw.len().div_ceil(3) * 4, 0);
+    let dst = &mut out[start..];
+    let whole = raw.len() / 6 * 6;
+    let (body, tail) = raw.split_at(whole);
+    let (dst_body, dst_tail) = dst.split_at_mut(whole / 3 * 4);
+    for (c, d) in body.chunks_exact(6).zip(dst_body.chunks_exact_mut(8)) {
+        let n = (u64::from(c[0]) << 40)
+            | (u64::from(c[1]) << 32)
+            | (u64::from(c[2]) << 24)
+            | (u64::from(c[3]) << 16)
+            | (u64::from(c[4]) << 8)
+            | u64::from(c[5]);
+        let [a, b] = PAIRS[(n >> 36) as usize & 0xfff];
+        let [e, f] = PAIRS[(n >> 24) as usize & 0xfff];
+        let [g, h] = PAIRS[(n >> 12) as usize & 0xfff];
+        let [i, j] = PAIRS[n as usize & 0xfff];
+        d.copy_from_slice(&[a, b, e, f, g, h, i, j]);
     }
-    match *chunks.remainder() {
-        [a] => {
-            let n = usize::from(a) << 4;
-            out.extend_from_slice(&PAIRS[n]);
-            out.extend_from_slice(b"==");
+    let mut chunks = tail.chunks_exact(3);
+    let mut d = dst_tail.chunks_exact_mut(4);
+    for (c, d) in (&mut chunks).zip(&mut d) {
+        let n = (usize::from(c[0]) << 16) | (usize::from(c[1]) << 8) | usize::from(c[2]);
+        let [a, b] = PAIRS[n >> 12];
+        let [e, f] = PAIRS[n & 0xfff];
+        d.copy_from_slice(&[a, b, e, f]);
+    }
+    let last = d.next();
+    match (chunks.remainder(), last) {
+        (&[a], Some(d)) => {
+            let [x, y] = PAIRS[usize::from(a) << 4];
+            d.copy_from_slice(&[x, y, b'=', b'=']);
         }
-        [a, b] => {
+        (&[a, b], Some(d)) => {
             let n = (usize::from(a) << 10) | (usize::from(b) << 2);
-            out.extend_from_slice(&PAIRS[n >> 6]);
-            out.push(ALPHABET[n & 63]);
-            out.push(b'=');
+            let [x, y] = PAIRS[n >> 6];
+            d.copy_from_slice(&[x, y, ALPHABET[n & 63], b'=']);
         }
         _ => {}
     }
@@ -254,6 +297,12 @@ mod tests {
         for c in (0u32..0x80).filter_map(char::from_u32) {
             all.push(c);
         }
+        // Escapes at every position of the 32-byte blocks.
+        let mut long = String::new();
+        for i in 0..70 {
+            long.push_str(&"x".repeat(i));
+            long.push(['"', '\\', '\n', '\u{1f}', 'é'][i % 5]);
+        }
         for s in [
             "",
             "plain ascii text that is long enough",
@@ -262,6 +311,7 @@ mod tests {
             "ünïcödé ✓ \u{1f600} and \u{7f}",
             "12345678\"",
             "1234567\u{1}",
+            &long,
         ] {
             let mut out = Vec::new();
             write_str(&mut out, s);
