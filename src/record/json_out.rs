@@ -95,58 +95,51 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// Every 12-bit value as its two base64 characters.
-static PAIRS: [[u8; 2]; 4096] = {
-    let mut t = [[0u8; 2]; 4096];
+/// Every 12-bit value as its two base64 characters (little-endian).
+static PAIRS: [u16; 4096] = {
+    let mut t = [0u16; 4096];
     let mut i = 0;
     while i < 4096 {
-        t[i] = [ALPHABET[i >> 6], ALPHABET[i & 63]];
+        t[i] = u16::from_le_bytes([ALPHABET[i >> 6], ALPHABET[i & 63]]);
         i += 1;
     }
     t
 };
 
-/// Appends standard base64 (with padding), two characters per lookup.
-/// The output is sized once and filled in place, six input bytes (eight
-/// characters) at a time.
+/// The eight characters of 48 bits (the low 48 of `n`), little-endian.
+fn eight(n: u64) -> [u8; 8] {
+    let pair = |shift: u32| u64::from(PAIRS[(n >> shift) as usize & 0xfff]);
+    (pair(36) | pair(24) << 16 | pair(12) << 32 | pair(0) << 48).to_le_bytes()
+}
+
+/// Appends standard base64 (with padding): six input bytes are read as
+/// one word and become eight characters through four table lookups.
 pub fn base64(out: &mut Vec<u8>, raw: &[u8]) {
-    let start = out.len();
-    out.resize(start + raw.len().div_ceil(3) * 4, 0);
-    let dst = &mut out[start..];
-    let whole = raw.len() / 6 * 6;
-    let (body, tail) = raw.split_at(whole);
-    let (dst_body, dst_tail) = dst.split_at_mut(whole / 3 * 4);
-    for (c, d) in body.chunks_exact(6).zip(dst_body.chunks_exact_mut(8)) {
-        let n = (u64::from(c[0]) << 40)
-            | (u64::from(c[1]) << 32)
-            | (u64::from(c[2]) << 24)
-            | (u64::from(c[3]) << 16)
-            | (u64::from(c[4]) << 8)
-            | u64::from(c[5]);
-        let [a, b] = PAIRS[(n >> 36) as usize & 0xfff];
-        let [e, f] = PAIRS[(n >> 24) as usize & 0xfff];
-        let [g, h] = PAIRS[(n >> 12) as usize & 0xfff];
-        let [i, j] = PAIRS[n as usize & 0xfff];
-        d.copy_from_slice(&[a, b, e, f, g, h, i, j]);
+    out.reserve(raw.len().div_ceil(3) * 4);
+    let mut i = 0;
+    // Eight bytes read, six used: the last group or two go below.
+    while let Some(word) = raw.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        out.extend_from_slice(&eight(u64::from_be_bytes(w) >> 16));
+        i += 6;
     }
-    let mut chunks = tail.chunks_exact(3);
-    let mut d = dst_tail.chunks_exact_mut(4);
-    for (c, d) in (&mut chunks).zip(&mut d) {
+    let mut chunks = raw[i..].chunks_exact(3);
+    for c in &mut chunks {
         let n = (usize::from(c[0]) << 16) | (usize::from(c[1]) << 8) | usize::from(c[2]);
-        let [a, b] = PAIRS[n >> 12];
-        let [e, f] = PAIRS[n & 0xfff];
-        d.copy_from_slice(&[a, b, e, f]);
+        out.extend_from_slice(&PAIRS[n >> 12].to_le_bytes());
+        out.extend_from_slice(&PAIRS[n & 0xfff].to_le_bytes());
     }
-    let last = d.next();
-    match (chunks.remainder(), last) {
-        (&[a], Some(d)) => {
-            let [x, y] = PAIRS[usize::from(a) << 4];
-            d.copy_from_slice(&[x, y, b'=', b'=']);
+    match *chunks.remainder() {
+        [a] => {
+            out.extend_from_slice(&PAIRS[usize::from(a) << 4].to_le_bytes());
+            out.extend_from_slice(b"==");
         }
-        (&[a, b], Some(d)) => {
+        [a, b] => {
             let n = (usize::from(a) << 10) | (usize::from(b) << 2);
-            let [x, y] = PAIRS[n >> 6];
-            d.copy_from_slice(&[x, y, ALPHABET[n & 63], b'=']);
+            out.extend_from_slice(&PAIRS[n >> 6].to_le_bytes());
+            out.push(ALPHABET[n & 63]);
+            out.push(b'=');
         }
         _ => {}
     }
