@@ -302,7 +302,7 @@ mod tests {
             let pick = next() % if depth == 0 { 9 } else { 12 };
             match pick {
                 0 => Value::Nil,
-                1 => (next() % 2 == 0).into(),
+                1 => next().is_multiple_of(2).into(),
                 2 => (next() % 300).into(),
                 3 => (next() as i64).into(),
                 4 => next().into(),
