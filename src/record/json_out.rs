@@ -113,33 +113,43 @@ fn eight(n: u64) -> [u8; 8] {
 }
 
 /// Appends standard base64 (with padding): six input bytes are read as
-/// one word and become eight characters through four table lookups.
+/// one word and become eight characters through four table lookups,
+/// written into the output sized once.
 pub fn base64(out: &mut Vec<u8>, raw: &[u8]) {
-    out.reserve(raw.len().div_ceil(3) * 4);
-    let mut i = 0;
+    let start = out.len();
+    out.resize(start + raw.len().div_ceil(3) * 4, 0);
+    let dst = &mut out[start..];
     // Eight bytes read, six used: the last group or two go below.
-    while let Some(word) = raw.get(i..i + 8) {
+    let words = if raw.len() >= 8 {
+        (raw.len() - 2) / 6
+    } else {
+        0
+    };
+    let (body, tail) = dst.split_at_mut(words * 8);
+    for (k, d) in body.chunks_exact_mut(8).enumerate() {
         let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        out.extend_from_slice(&eight(u64::from_be_bytes(w) >> 16));
-        i += 6;
+        w.copy_from_slice(&raw[k * 6..k * 6 + 8]);
+        d.copy_from_slice(&eight(u64::from_be_bytes(w) >> 16));
     }
-    let mut chunks = raw[i..].chunks_exact(3);
-    for c in &mut chunks {
+    let rest = &raw[words * 6..];
+    let mut chunks = rest.chunks_exact(3);
+    let mut d = tail.chunks_exact_mut(4);
+    for (c, d) in (&mut chunks).zip(&mut d) {
         let n = (usize::from(c[0]) << 16) | (usize::from(c[1]) << 8) | usize::from(c[2]);
-        out.extend_from_slice(&PAIRS[n >> 12].to_le_bytes());
-        out.extend_from_slice(&PAIRS[n & 0xfff].to_le_bytes());
+        d[..2].copy_from_slice(&PAIRS[n >> 12].to_le_bytes());
+        d[2..].copy_from_slice(&PAIRS[n & 0xfff].to_le_bytes());
     }
-    match *chunks.remainder() {
-        [a] => {
-            out.extend_from_slice(&PAIRS[usize::from(a) << 4].to_le_bytes());
-            out.extend_from_slice(b"==");
+    let last = d.next();
+    match (chunks.remainder(), last) {
+        (&[a], Some(d)) => {
+            d[..2].copy_from_slice(&PAIRS[usize::from(a) << 4].to_le_bytes());
+            d[2..].copy_from_slice(b"==");
         }
-        [a, b] => {
+        (&[a, b], Some(d)) => {
             let n = (usize::from(a) << 10) | (usize::from(b) << 2);
-            out.extend_from_slice(&PAIRS[n >> 6].to_le_bytes());
-            out.push(ALPHABET[n & 63]);
-            out.push(b'=');
+            d[..2].copy_from_slice(&PAIRS[n >> 6].to_le_bytes());
+            d[2] = ALPHABET[n & 63];
+            d[3] = b'=';
         }
         _ => {}
     }
@@ -187,9 +197,18 @@ fn field(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b"\":");
 }
 
-fn number(out: &mut Vec<u8>, n: u64) {
-    use std::io::Write as _;
-    let _ = write!(out, "{n}");
+fn number(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Writes a `frame` line (without the newline) with the raw bytes given
@@ -282,6 +301,15 @@ mod tests {
         let mut out = Vec::new();
         base64(&mut out, &data);
         assert_eq!(String::from_utf8(out).unwrap(), B64.encode(&data));
+    }
+
+    #[test]
+    fn numbers_match_std() {
+        for n in [0, 1, 9, 10, 99, 100, 123_456_789, u64::MAX] {
+            let mut out = Vec::new();
+            number(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
     }
 
     #[test]
