@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use super::{Chunk, Conversation, Frame, Observed, Reply, Undecodable};
 use crate::codec::{CodecError, Limits, MsgpackCodec};
 use crate::message::msgpack_rpc::view_of;
+use crate::message::msgpack_view::fast_view;
 use crate::message::{Direction, Kind};
 use crate::protocol::Protocol;
 
@@ -44,6 +45,8 @@ pub struct MsgpackConversation {
     /// Requests per direction they travelled (Kong's go to the server;
     /// a misbehaving server may send some too).
     pending: Vec<(Direction, Pending)>,
+    /// Containers a message may nest (the codec's checked limit).
+    max_depth: usize,
 }
 
 impl MsgpackConversation {
@@ -57,6 +60,7 @@ impl MsgpackConversation {
             to_server: side(),
             to_client: side(),
             pending: Vec::new(),
+            max_depth: limits.max_depth.clamp(1, Limits::MAX_DEPTH_CEILING),
         }
     }
 
@@ -91,6 +95,7 @@ impl Conversation for MsgpackConversation {
 
     fn observe(&mut self, chunk: &Chunk, out: &mut Vec<Observed>) {
         let dir = chunk.dir;
+        let max_depth = self.max_depth;
         self.side(dir).buf.extend_from_slice(&chunk.bytes);
         loop {
             let side = self.side(dir);
@@ -110,20 +115,25 @@ impl Conversation for MsgpackConversation {
                     continue;
                 }
             };
-            let value = match side.codec.value_of(offset, &raw) {
-                Ok(v) => v,
-                Err(e) => {
-                    out.push(Observed::Undecodable(Undecodable {
-                        dir,
-                        offset,
-                        at: chunk.at,
-                        raw,
-                        error: e.to_string(),
-                    }));
-                    continue;
-                }
+            // What Kong and the servers send takes the fast path; the
+            // rest is decoded into a value first, the same view either way.
+            let fast = fast_view(&raw, max_depth);
+            let mut view = match fast {
+                Some(view) => view,
+                None => match side.codec.value_of(offset, &raw) {
+                    Ok(value) => view_of(&value),
+                    Err(e) => {
+                        out.push(Observed::Undecodable(Undecodable {
+                            dir,
+                            offset,
+                            at: chunk.at,
+                            raw,
+                            error: e.to_string(),
+                        }));
+                        continue;
+                    }
+                },
             };
-            let mut view = view_of(&value);
             let reply = match view.kind {
                 Kind::Request => {
                     if self.pending.len() >= MAX_PENDING {

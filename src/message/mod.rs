@@ -8,6 +8,7 @@
 //! [`crate::value_json`] for msgpack).
 
 pub mod msgpack_rpc;
+pub mod msgpack_view;
 pub mod protobuf;
 pub mod prox;
 

@@ -24,6 +24,20 @@ fn needs_escape(w: u64) -> bool {
     below_space || zero_in(w ^ (ONES * u64::from(b'"'))) || zero_in(w ^ (ONES * u64::from(b'\\')))
 }
 
+/// Bytes tested together by [`write_str`].
+const BLOCK: usize = 64;
+
+/// True when one of the bytes of `block` needs escaping. Written without
+/// an early exit over a fixed-size block, so the compiler turns it into
+/// vector compares: the common clean block costs a few instructions.
+fn block_needs_escape(block: &[u8; BLOCK]) -> bool {
+    let mut bad = 0u8;
+    for &b in block {
+        bad |= u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\');
+    }
+    bad != 0
+}
+
 /// Writes `s` as a JSON string.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
@@ -31,6 +45,13 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let (mut start, mut i) = (0, 0);
     while i < bytes.len() {
+        if let Some(block) = bytes.get(i..i + BLOCK)
+            && let Ok(block) = <&[u8; BLOCK]>::try_from(block)
+            && !block_needs_escape(block)
+        {
+            i += BLOCK;
+            continue;
+        }
         if let Some(word) = bytes.get(i..i + 8) {
             let mut w = [0u8; 8];
             w.copy_from_slice(word);
@@ -73,37 +94,61 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// Every 12-bit value as its two base64 characters.
-static PAIRS: [[u8; 2]; 4096] = {
-    let mut t = [[0u8; 2]; 4096];
+/// Every 12-bit value as its two base64 characters (little-endian).
+static PAIRS: [u16; 4096] = {
+    let mut t = [0u16; 4096];
     let mut i = 0;
     while i < 4096 {
-        t[i] = [ALPHABET[i >> 6], ALPHABET[i & 63]];
+        t[i] = u16::from_le_bytes([ALPHABET[i >> 6], ALPHABET[i & 63]]);
         i += 1;
     }
     t
 };
 
-/// Appends standard base64 (with padding), two characters per lookup.
+/// The eight characters of 48 bits (the low 48 of `n`), little-endian.
+fn eight(n: u64) -> [u8; 8] {
+    let pair = |shift: u32| u64::from(PAIRS[(n >> shift) as usize & 0xfff]);
+    (pair(36) | pair(24) << 16 | pair(12) << 32 | pair(0) << 48).to_le_bytes()
+}
+
+/// Appends standard base64 (with padding): six input bytes are read as
+/// one word and become eight characters through four table lookups,
+/// written into the output sized once.
 pub fn base64(out: &mut Vec<u8>, raw: &[u8]) {
-    out.reserve(raw.len().div_ceil(3) * 4);
-    let mut chunks = raw.chunks_exact(3);
-    for c in &mut chunks {
-        let n = (usize::from(c[0]) << 16) | (usize::from(c[1]) << 8) | usize::from(c[2]);
-        out.extend_from_slice(&PAIRS[n >> 12]);
-        out.extend_from_slice(&PAIRS[n & 0xfff]);
+    let start = out.len();
+    out.resize(start + raw.len().div_ceil(3) * 4, 0);
+    let dst = &mut out[start..];
+    // Eight bytes read, six used: the last group or two go below.
+    let words = if raw.len() >= 8 {
+        (raw.len() - 2) / 6
+    } else {
+        0
+    };
+    let (body, tail) = dst.split_at_mut(words * 8);
+    for (k, d) in body.chunks_exact_mut(8).enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&raw[k * 6..k * 6 + 8]);
+        d.copy_from_slice(&eight(u64::from_be_bytes(w) >> 16));
     }
-    match *chunks.remainder() {
-        [a] => {
-            let n = usize::from(a) << 4;
-            out.extend_from_slice(&PAIRS[n]);
-            out.extend_from_slice(b"==");
+    let rest = &raw[words * 6..];
+    let mut chunks = rest.chunks_exact(3);
+    let mut d = tail.chunks_exact_mut(4);
+    for (c, d) in (&mut chunks).zip(&mut d) {
+        let n = (usize::from(c[0]) << 16) | (usize::from(c[1]) << 8) | usize::from(c[2]);
+        d[..2].copy_from_slice(&PAIRS[n >> 12].to_le_bytes());
+        d[2..].copy_from_slice(&PAIRS[n & 0xfff].to_le_bytes());
+    }
+    let last = d.next();
+    match (chunks.remainder(), last) {
+        (&[a], Some(d)) => {
+            d[..2].copy_from_slice(&PAIRS[usize::from(a) << 4].to_le_bytes());
+            d[2..].copy_from_slice(b"==");
         }
-        [a, b] => {
+        (&[a, b], Some(d)) => {
             let n = (usize::from(a) << 10) | (usize::from(b) << 2);
-            out.extend_from_slice(&PAIRS[n >> 6]);
-            out.push(ALPHABET[n & 63]);
-            out.push(b'=');
+            d[..2].copy_from_slice(&PAIRS[n >> 6].to_le_bytes());
+            d[2] = ALPHABET[n & 63];
+            d[3] = b'=';
         }
         _ => {}
     }
@@ -151,9 +196,18 @@ fn field(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b"\":");
 }
 
-fn number(out: &mut Vec<u8>, n: u64) {
-    use std::io::Write as _;
-    let _ = write!(out, "{n}");
+fn number(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Writes a `frame` line (without the newline) with the raw bytes given
@@ -249,10 +303,25 @@ mod tests {
     }
 
     #[test]
+    fn numbers_match_std() {
+        for n in [0, 1, 9, 10, 99, 100, 123_456_789, u64::MAX] {
+            let mut out = Vec::new();
+            number(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+    }
+
+    #[test]
     fn strings_match_serde() {
         let mut all = String::new();
         for c in (0u32..0x80).filter_map(char::from_u32) {
             all.push(c);
+        }
+        // Escapes at every position of the 64-byte blocks.
+        let mut long = String::new();
+        for i in 0..140 {
+            long.push_str(&"x".repeat(i));
+            long.push(['"', '\\', '\n', '\u{1f}', 'é'][i % 5]);
         }
         for s in [
             "",
@@ -262,6 +331,7 @@ mod tests {
             "ünïcödé ✓ \u{1f600} and \u{7f}",
             "12345678\"",
             "1234567\u{1}",
+            &long,
         ] {
             let mut out = Vec::new();
             write_str(&mut out, s);

@@ -10,7 +10,7 @@
 //! `end` line and flushes, so a recording stopped by a signal still parses.
 
 use std::fs::File;
-use std::io::{BufWriter, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -31,6 +31,9 @@ use crate::protocol::Protocol;
 
 /// Events queued before senders wait.
 const CAPACITY: usize = 8192;
+
+/// Bytes of lines gathered before they are written to the file.
+const BUFFER: usize = 256 * 1024;
 
 /// How long the writer waits for more events before writing a batch.
 const BATCH: std::time::Duration = std::time::Duration::from_millis(2);
@@ -147,7 +150,7 @@ impl Recorder {
                 format!("cannot create recording {}: {e}", path.display()),
             )
         })?;
-        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        let mut file = file;
         let started = Utc::now();
         let header = Line::Header(Header {
             format: FORMAT.into(),
@@ -161,20 +164,20 @@ impl Recorder {
             command: info.command,
             mode: info.mode,
         });
-        serde_json::to_writer(&mut out, &header)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
+        let mut text = serde_json::to_vec(&header)?;
+        text.push(b'\n');
+        file.write_all(&text)?;
         let (tx, rx) = mpsc::channel(CAPACITY);
         let thread = std::thread::Builder::new()
             .name("plugtap-recorder".into())
             .spawn(move || {
                 Writer {
-                    out,
+                    file,
+                    buf: Vec::with_capacity(BUFFER + 64 * 1024),
                     start,
                     started,
                     stats: Stats::default(),
                     error: None,
-                    scratch: Vec::new(),
                 }
                 .run(rx)
             })?;
@@ -214,13 +217,14 @@ impl Recorder {
 }
 
 struct Writer {
-    out: BufWriter<File>,
+    file: File,
+    /// Whole lines not yet written to the file: each line is serialised
+    /// straight into it (no copy from a line buffer into a file buffer).
+    buf: Vec<u8>,
     start: Instant,
     started: DateTime<Utc>,
     stats: Stats,
     error: Option<std::io::Error>,
-    /// Reused buffer for frame lines.
-    scratch: Vec<u8>,
 }
 
 impl Writer {
@@ -310,15 +314,11 @@ impl Writer {
                         latency_us: r.latency.as_micros() as u64,
                     }),
                 };
-                // The hot path: written by hand, base64 straight into the line.
-                let mut text = std::mem::take(&mut self.scratch);
-                text.clear();
-                json_out::write_frame(&mut text, &event, (!redacted).then_some(&f.raw[..]));
-                text.push(b'\n');
-                if let Err(e) = self.out.write_all(&text) {
-                    self.fail(e);
-                }
-                self.scratch = text;
+                // The hot path: written by hand, base64 straight into the
+                // buffer (this cannot fail, so no half line is left).
+                json_out::write_frame(&mut self.buf, &event, (!redacted).then_some(&f.raw[..]));
+                self.buf.push(b'\n');
+                self.spill();
                 return;
             }
             Entry::Observed {
@@ -417,26 +417,35 @@ impl Writer {
         self.line(&line);
     }
 
-    /// Serialises into memory first, so a failed serialisation never
-    /// leaves half a line in the file.
+    /// Serialises into the buffer; a failed serialisation is cut off
+    /// again, so it never leaves half a line in the file.
     fn line(&mut self, line: &Line) {
-        let mut text = match serde_json::to_vec(line) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!("cannot serialise a recording line: {e}");
-                return;
-            }
-        };
-        text.push(b'\n');
-        if let Err(e) = self.out.write_all(&text) {
-            self.fail(e);
+        let start = self.buf.len();
+        if let Err(e) = serde_json::to_writer(&mut self.buf, line) {
+            self.buf.truncate(start);
+            tracing::error!("cannot serialise a recording line: {e}");
+            return;
+        }
+        self.buf.push(b'\n');
+        self.spill();
+    }
+
+    /// Writes the buffer out once it is full.
+    fn spill(&mut self) {
+        if self.buf.len() >= BUFFER {
+            self.flush();
         }
     }
 
+    /// Writes every buffered line to the file.
     fn flush(&mut self) {
-        if let Err(e) = self.out.flush() {
+        if self.buf.is_empty() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(&self.buf) {
             self.fail(e);
         }
+        self.buf.clear();
     }
 
     fn fail(&mut self, e: std::io::Error) {

@@ -160,10 +160,14 @@ async fn pump(
     tx: mpsc::Sender<Note>,
     cancel: &CancellationToken,
 ) {
+    // One waiter for the whole pump: making a new one for every select
+    // registers and unregisters it with the token each time.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let read = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return,
+            _ = &mut cancelled => return,
             read = src.read_chunk() => read,
         };
         match read {
@@ -179,7 +183,7 @@ async fn pump(
                 }
                 let written = tokio::select! {
                     biased;
-                    _ = cancel.cancelled() => return,
+                    _ = &mut cancelled => return,
                     w = dst.write_all(&bytes) => w,
                 };
                 if let Err(e) = written {
