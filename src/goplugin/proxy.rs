@@ -306,6 +306,9 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
     let observer = tokio::spawn(observer::run(observing, rx, None));
 
     let upstream = accepted.address.clone();
+    // Connection tasks, so their last lines reach the recording before it
+    // is finished.
+    let connections = tokio_util::task::TaskTracker::new();
     let mut why = "the plugin exited";
     let status = loop {
         tokio::select! {
@@ -341,8 +344,8 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
                     let id = ConnId::next();
                     let label = Arc::new(ConnLabel { id, name: id.to_string(), client: "host", server: "plugin", upstream: upstream.clone() });
                     match &relay_reason {
-                        Some(_) => { tokio::spawn(passthrough::relay(label, stream, rec.handle())); }
-                        None => { tokio::spawn(forward::connection(stream, label, ctx.clone())); }
+                        Some(_) => { connections.spawn(passthrough::relay(label, stream, rec.handle())); }
+                        None => { connections.spawn(forward::connection(stream, label, ctx.clone())); }
                     }
                 }
                 Err(e) => tracing::warn!("accept failed: {e}"),
@@ -354,6 +357,15 @@ pub async fn run(opts: WrapperOptions) -> Result<i32> {
     cancel.cancel();
     drop(ctx);
     drop(listener);
+    connections.close();
+    if tokio::time::timeout(Duration::from_secs(2), connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open 2 s after the plugin exited; finishing the recording without them"
+        );
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), observer).await;
     let _ = std::fs::remove_dir_all(&private);
     rec.finish(status, why).await?;
