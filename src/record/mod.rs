@@ -22,6 +22,7 @@
 //! [`redact`] applies `--redact` rules before anything is logged or
 //! written.
 
+mod entry;
 mod json_out;
 pub mod reader;
 pub mod redact;
@@ -34,8 +35,9 @@ use serde::{Deserialize, Serialize};
 use crate::message::{Direction, MessageView};
 use crate::protocol::Protocol;
 
+pub use entry::{Entry, RecordTx};
 pub use reader::{ReadError, Reader};
-pub use writer::{Entry, HeaderInfo, RecordTx, Recorder, Stats};
+pub use writer::{HeaderInfo, Recorder, Stats};
 
 /// `format` of the header line.
 pub const FORMAT: &str = "plugtap-recording";

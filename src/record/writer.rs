@@ -14,19 +14,12 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::mpsc;
 
+use super::entry::{Converted, Entry, RecordTx};
 use super::json_out;
-use super::{
-    ChildEvent, Close, End, Eof, ErrorEvent, FORMAT, FrameEvent, Header, Line, Open, ReplyInfo,
-    Stamp, StdioEvent, UndecodableEvent, VERSION,
-};
-use crate::conversation::Observed;
-use crate::message::{Direction, MessageView};
-use crate::net::ConnId;
+use super::{End, FORMAT, Header, Line, Stamp, VERSION};
 use crate::protocol::Protocol;
 
 /// Events queued before senders wait.
@@ -37,80 +30,6 @@ const BUFFER: usize = 256 * 1024;
 
 /// How long the writer waits for more events before writing a batch.
 const BATCH: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Something to record, as the proxy sends it; the writer adds the
-/// sequence number and the times.
-// Nearly every entry is a frame, so boxing the big variant would only add
-// an allocation per frame.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum Entry {
-    /// A connection opened.
-    Open { conn: ConnId, at: Instant },
-    /// A frame or undecodable bytes; `redacted` when rules changed it.
-    Observed {
-        conn: ConnId,
-        obs: Observed,
-        redacted: bool,
-    },
-    /// One direction ended after `offset` bytes.
-    Eof {
-        conn: ConnId,
-        dir: Direction,
-        offset: u64,
-        at: Instant,
-    },
-    /// A connection ended.
-    Close {
-        conn: ConnId,
-        to_server: u64,
-        to_client: u64,
-        at: Instant,
-    },
-    /// An error.
-    Error {
-        conn: Option<ConnId>,
-        dir: Option<Direction>,
-        error: String,
-        at: Instant,
-    },
-    /// The wrapped server started or exited.
-    Child {
-        event: &'static str,
-        pid: Option<u32>,
-        status: Option<String>,
-        at: Instant,
-    },
-    /// A line on a prox plugin's stdin or stdout.
-    Stdio {
-        stream: &'static str,
-        dir: Direction,
-        offset: u64,
-        raw: bytes::Bytes,
-        msg: MessageView,
-        /// `--redact` changed `msg`: `raw` is left out.
-        redacted: bool,
-        rewritten_socket: Option<String>,
-        at: Instant,
-    },
-    /// Any other line, made by the caller; the writer sets its stamp
-    /// (go-plugin's `open` with names, `handshake`, `broker`, `stderr`).
-    Line { line: Line, at: Instant },
-    /// Stop: write the `end` line with this reason.
-    Finish { reason: String },
-}
-
-/// A cheap, cloneable handle that queues entries.
-#[derive(Debug, Clone)]
-pub struct RecordTx(mpsc::Sender<Entry>);
-
-impl RecordTx {
-    /// Queues an entry, waiting while the queue is full.
-    pub async fn send(&self, entry: Entry) {
-        // Fails only once the writer has stopped, at the very end.
-        let _ = self.0.send(entry).await;
-    }
-}
 
 /// What the header line says besides the fixed fields.
 #[derive(Debug, Clone)]
@@ -284,137 +203,24 @@ impl Writer {
     }
 
     fn write(&mut self, entry: Entry) {
-        let line = match entry {
-            Entry::Open { conn, at } => Line::Open(Open {
-                stamp: self.stamp(at),
-                conn: conn.0,
-                name: None,
-                client: None,
-                server: None,
-                upstream: None,
-            }),
-            Entry::Observed {
-                conn,
-                obs: Observed::Frame(f),
-                redacted,
-            } => {
+        let mut stamps = |at| self.stamp(at);
+        match entry.into_line(&mut stamps) {
+            Converted::Frame { event, raw } => {
                 self.stats.frames += 1;
-                let event = FrameEvent {
-                    stamp: self.stamp(f.at),
-                    conn: conn.0,
-                    dir: f.dir,
-                    offset: f.offset,
-                    len: f.raw.len() as u64,
-                    raw: None,
-                    redacted,
-                    msg: f.view,
-                    reply: f.reply.map(|r| ReplyInfo {
-                        method: r.method,
-                        request_offset: r.request_offset,
-                        latency_us: r.latency.as_micros() as u64,
-                    }),
-                };
                 // The hot path: written by hand, base64 straight into the
                 // buffer (this cannot fail, so no half line is left).
-                json_out::write_frame(&mut self.buf, &event, (!redacted).then_some(&f.raw[..]));
+                json_out::write_frame(&mut self.buf, &event, raw.as_deref());
                 self.buf.push(b'\n');
                 self.spill();
-                return;
             }
-            Entry::Observed {
-                conn,
-                obs: Observed::Undecodable(u),
-                ..
-            } => Line::Undecodable(UndecodableEvent {
-                stamp: self.stamp(u.at),
-                conn: conn.0,
-                dir: u.dir,
-                offset: u.offset,
-                len: u.raw.len() as u64,
-                raw: B64.encode(&u.raw),
-                error: u.error,
-            }),
-            Entry::Eof {
-                conn,
-                dir,
-                offset,
-                at,
-            } => Line::Eof(Eof {
-                stamp: self.stamp(at),
-                conn: conn.0,
-                dir,
-                offset,
-            }),
-            Entry::Close {
-                conn,
-                to_server,
-                to_client,
-                at,
-            } => Line::Close(Close {
-                stamp: self.stamp(at),
-                conn: conn.0,
-                to_server,
-                to_client,
-            }),
-            Entry::Error {
-                conn,
-                dir,
-                error,
-                at,
-            } => Line::Error(ErrorEvent {
-                stamp: self.stamp(at),
-                conn: conn.map(|c| c.0),
-                dir,
-                error,
-            }),
-            Entry::Child {
-                event,
-                pid,
-                status,
-                at,
-            } => Line::Child(ChildEvent {
-                stamp: self.stamp(at),
-                event: event.into(),
-                pid,
-                status,
-            }),
-            Entry::Stdio {
-                stream,
-                dir,
-                offset,
-                raw,
-                msg,
-                redacted,
-                rewritten_socket,
-                at,
-            } => Line::Stdio(StdioEvent {
-                stamp: self.stamp(at),
-                stream: stream.into(),
-                dir,
-                offset,
-                len: raw.len() as u64,
-                raw: (!redacted).then(|| B64.encode(&raw)),
-                redacted,
-                msg,
-                rewritten_socket,
-            }),
-            Entry::Line { mut line, at } => {
-                // A second header is not an event line.
-                if line.stamp_mut().is_none() {
-                    return;
-                }
-                let stamp = self.stamp(at);
-                if let Some(s) = line.stamp_mut() {
-                    *s = stamp;
-                }
+            Converted::Line(line) => {
                 if matches!(line, Line::Frame(_)) {
                     self.stats.frames += 1;
                 }
-                line
+                self.line(&line);
             }
-            Entry::Finish { .. } => return,
-        };
-        self.line(&line);
+            Converted::Nothing => {}
+        }
     }
 
     /// Serialises into the buffer; a failed serialisation is cut off
