@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde_json::{Value as Json, json};
 
 use crate::support;
-use crate::support::pb::{read_frame, unhex, write_frame};
+use crate::support::pb::{read_frame, unhex, write_frame, write_frames};
 
 fn kong_run(dir: &Path, spec: &Path, socket: &Path) -> (support::Output, Json) {
     let out = support::run(
@@ -195,11 +195,7 @@ fn an_unknown_pdk_method_fails_the_event_without_a_reply() {
         assert_eq!(event[..2], [0x08, 0x03]);
         // The method name and its (empty) args in one write: plugtap may
         // give up on the event as soon as it reads the name.
-        let name = b"kong.request.get_everything";
-        let mut both = (name.len() as u32).to_le_bytes().to_vec();
-        both.extend_from_slice(name);
-        both.extend_from_slice(&0u32.to_le_bytes());
-        std::io::Write::write_all(&mut s, &both).unwrap();
+        write_frames(&mut s, &[b"kong.request.get_everything", &[]]);
         // Kong never answers a method it does not know.
         assert_eq!(read_frame(&mut s), None);
     });

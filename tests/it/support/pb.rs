@@ -21,6 +21,17 @@ pub fn write_frame(s: &mut UnixStream, payload: &[u8]) {
     s.write_all(&bytes).unwrap();
 }
 
+/// Writes several frames in one write, so a peer that closes after the
+/// first cannot break the pipe between them.
+pub fn write_frames(s: &mut UnixStream, payloads: &[&[u8]]) {
+    let mut bytes = Vec::new();
+    for p in payloads {
+        bytes.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(p);
+    }
+    s.write_all(&bytes).unwrap();
+}
+
 /// Reads one frame; `None` at end of stream.
 pub fn read_frame(s: &mut UnixStream) -> Option<Vec<u8>> {
     let mut len = [0u8; 4];
