@@ -208,6 +208,25 @@ pub trait Dialect {
     }
 }
 
+/// A dialect's error for a frame that has no place in its protocol's
+/// traffic; `ways` names the two directions (to the server, to the client)
+/// as that protocol's people say them.
+pub(crate) fn out_of_place(
+    kind: crate::message::Kind,
+    dir: crate::message::Direction,
+    traffic: &str,
+    ways: [&str; 2],
+) -> String {
+    let way = match dir {
+        crate::message::Direction::ToServer => ways[0],
+        crate::message::Direction::ToClient => ways[1],
+    };
+    format!(
+        "a {} travelling {way} is not {traffic} traffic",
+        kind.label().trim()
+    )
+}
+
 /// The dialect for a protocol.
 pub fn dialect_for(protocol: Protocol) -> Box<dyn Dialect> {
     match protocol {

@@ -114,13 +114,11 @@ impl Dialect for MsgpackDialect {
                 );
                 Ok(vec![])
             }
-            (kind, dir) => Err(format!(
-                "a {} travelling {} is not MsgPack:1 traffic",
-                kind.label().trim(),
-                match dir {
-                    Direction::ToServer => "to the server",
-                    Direction::ToClient => "to the client",
-                }
+            (kind, dir) => Err(super::out_of_place(
+                kind,
+                dir,
+                "MsgPack:1",
+                ["to the server", "to the client"],
             )),
         }
     }

@@ -250,13 +250,11 @@ impl Dialect for ProtobufDialect {
                 );
                 Ok(vec![])
             }
-            (kind, dir) => Err(format!(
-                "a {} travelling {} is not ProtoBuf:1 traffic",
-                kind.label().trim(),
-                match dir {
-                    Direction::ToServer => "to the server",
-                    Direction::ToClient => "to the client",
-                }
+            (kind, dir) => Err(super::out_of_place(
+                kind,
+                dir,
+                "ProtoBuf:1",
+                ["to the server", "to the client"],
             )),
         }
     }

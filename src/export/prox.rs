@@ -116,13 +116,11 @@ impl Dialect for ProxDialect {
                 }
                 Ok(vec![])
             }
-            (kind, dir) => Err(format!(
-                "a {} travelling {} is not prox plugin socket traffic",
-                kind.label().trim(),
-                match dir {
-                    Direction::ToServer => "to the plugin",
-                    Direction::ToClient => "to prox",
-                }
+            (kind, dir) => Err(super::out_of_place(
+                kind,
+                dir,
+                "prox plugin socket",
+                ["to the plugin", "to prox"],
             )),
         }
     }
