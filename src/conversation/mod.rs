@@ -92,6 +92,33 @@ pub struct Reply {
     pub latency: Duration,
 }
 
+/// The one call awaiting its reply on a connection whose protocol has one
+/// call at a time (ProtoBuf:1, prox), so a reply pairs with it for its
+/// latency.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight(Option<(Option<String>, u64, Instant)>);
+
+impl InFlight {
+    /// A call named `method` was read at `offset`, `at`.
+    pub(crate) fn start(&mut self, method: Option<String>, offset: u64, at: Instant) {
+        self.0 = Some((method, offset, at));
+    }
+
+    /// Nothing is awaited any more.
+    pub(crate) fn clear(&mut self) {
+        self.0 = None;
+    }
+
+    /// A reply read `at`: the call it answers, if one was awaited.
+    pub(crate) fn reply(&mut self, at: Instant) -> Option<Reply> {
+        self.0.take().map(|(method, request_offset, since)| Reply {
+            method,
+            request_offset,
+            latency: at.saturating_duration_since(since),
+        })
+    }
+}
+
 /// Bytes that are not a valid frame.
 #[derive(Debug, Clone)]
 pub struct Undecodable {

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder as _;
 
 use super::protobuf::ProtobufConversation;
-use super::{Chunk, Conversation, Frame, Observed, Reply, Undecodable};
+use super::{Chunk, Conversation, Frame, InFlight, Observed, Undecodable};
 use crate::codec::Limits;
 use crate::codec::protobuf::ProtobufCodec;
 use crate::message::{Direction, Kind};
@@ -37,7 +37,7 @@ pub struct ProtobufStream {
     to_client: Side,
     state: ProtobufConversation,
     /// The RpcCall waiting for its RpcReturn: method, offset, time.
-    call: Option<(Option<String>, u64, Instant)>,
+    call: InFlight,
 }
 
 impl ProtobufStream {
@@ -51,7 +51,7 @@ impl ProtobufStream {
             to_server: side(),
             to_client: side(),
             state: ProtobufConversation::new(),
-            call: None,
+            call: InFlight::default(),
         }
     }
 
@@ -105,14 +105,11 @@ impl Conversation for ProtobufStream {
             let obs = self.state.observe(dir, &frame.payload());
             let reply = match obs.view.kind {
                 Kind::Request => {
-                    self.call = Some((obs.view.method.clone(), frame.offset, chunk.at));
+                    self.call
+                        .start(obs.view.method.clone(), frame.offset, chunk.at);
                     None
                 }
-                Kind::Response => self.call.take().map(|(method, offset, at)| Reply {
-                    method,
-                    request_offset: offset,
-                    latency: chunk.at.saturating_duration_since(at),
-                }),
+                Kind::Response => self.call.reply(chunk.at),
                 _ => None,
             };
             out.push(Observed::Frame(Frame {

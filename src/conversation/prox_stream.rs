@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder as _;
 
 use super::prox::ProxConversation;
-use super::{Chunk, Conversation, Frame, Observed, Reply, Undecodable};
+use super::{Chunk, Conversation, Frame, InFlight, Observed, Undecodable};
 use crate::codec::{CodecError, Limits, ProxCodec};
 use crate::message::{Direction, Kind};
 use crate::protocol::Protocol;
@@ -51,7 +51,7 @@ pub struct ProxStream {
     to_client: Side,
     state: ProxConversation,
     /// The call waiting for its reply: hook name, offset, time read.
-    call: Option<(String, u64, Instant)>,
+    call: InFlight,
 }
 
 impl ProxStream {
@@ -67,7 +67,7 @@ impl ProxStream {
             to_server: side(),
             to_client: side(),
             state: ProxConversation::new(limits),
-            call: None,
+            call: InFlight::default(),
         }
     }
 
@@ -153,15 +153,14 @@ impl Conversation for ProxStream {
             let obs = self.state.observe_frame(dir, &frame);
             let reply = match (dir, obs.view.kind) {
                 (Direction::ToServer, Kind::Request) => {
-                    self.call = obs.view.method.clone().map(|m| (m, frame.offset, chunk.at));
+                    match obs.view.method.clone() {
+                        Some(hook) => self.call.start(Some(hook), frame.offset, chunk.at),
+                        None => self.call.clear(),
+                    }
                     None
                 }
                 (Direction::ToClient, Kind::Response | Kind::Malformed) => {
-                    self.call.take().map(|(method, offset, at)| Reply {
-                        method: Some(method),
-                        request_offset: offset,
-                        latency: chunk.at.saturating_duration_since(at),
-                    })
+                    self.call.reply(chunk.at)
                 }
                 _ => None,
             };
@@ -194,7 +193,7 @@ impl Conversation for ProxStream {
             }));
         }
         if let Some(view) = self.state.closed(dir) {
-            self.call = None;
+            self.call.clear();
             out.push(Observed::Frame(Frame {
                 dir,
                 offset: self.side(dir).offset(),
