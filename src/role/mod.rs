@@ -39,6 +39,7 @@ mod prox_stdio;
 mod prox_wire;
 pub mod proxy;
 mod proxy_conn;
+mod proxy_decode;
 mod proxy_modes;
 mod replies;
 pub mod report;

@@ -1,18 +1,23 @@
 //! One proxied connection: two pumps forward bytes, a decoder watches.
 //!
-//! Each pump reads a chunk from one side, hands a copy (a cheap `Bytes`
-//! clone) to the connection's decoder through a bounded queue, then writes
-//! the chunk to the other side unchanged. Handing over *before* writing
-//! means the decoder sees chunks in read order across both directions: a
-//! reply can only be read after the request was written onward, so it is
-//! always queued after it. The decoder runs the [`Conversation`], redacts,
-//! logs one line per frame and queues recording entries; forwarding never
-//! waits for it beyond its bounded queue.
+//! Each pump reads a chunk from one side, leaves a copy (a cheap `Bytes`
+//! clone) in the connection's [`Inbox`], then writes the chunk to the other
+//! side unchanged. Leaving it *before* writing means the decoder sees
+//! chunks in read order across both directions: a reply can only be read
+//! after the request was written onward, so it is always queued after it.
+//! The decoder runs the [`Conversation`], redacts, logs one line per frame
+//! and queues recording entries; forwarding never waits for it beyond a
+//! bounded inbox.
 //!
-//! The two pumps and the decoder are three futures of one task: handing a
-//! chunk over then wakes nothing on another thread, which made the proxy
-//! about a third faster under load than a separate decoder task
-//! (scripts/bench.sh); connections still spread over all cores.
+//! The two pumps and the decoder are three futures of one task, joined in
+//! a fixed order (pumps first, decoder last), so every time the task runs
+//! the decoder runs after the pumps and finds what they left. It needs no
+//! wake-up of its own: waking a future of the running task makes tokio
+//! reschedule the whole task as a yield and wake an idle worker thread to
+//! steal it, a futex call and a thread switch per chunk. With a channel in
+//! between, that made one connection's added latency a third higher than
+//! socat's and cost a fifth of the throughput at 16 connections
+//! (scripts/bench.sh). Connections still spread over all cores.
 //!
 //! End of stream on one side is passed on as a half-close. A read or write
 //! error, `--strict` seeing undecodable bytes, or shutdown closes both
@@ -22,27 +27,31 @@
 //! pair whose other end the server role's connection loop serves
 //! (`SpecSide`); pumps and decoder are the same.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{Limits, hex};
-use crate::conversation::{self, Chunk, Observed};
-use crate::message::{Direction, MessageView};
+use crate::codec::Limits;
+use crate::conversation::Chunk;
+use crate::message::Direction;
 use crate::net::{ConnId, Connection, ReadHalf, WriteHalf};
 use crate::protocol::Protocol;
 use crate::record::redact::Redactor;
 use crate::record::{Entry, RecordTx};
 
+use super::proxy_decode::{Decoder, Note};
 use super::proxy_modes::SpecSide;
 
-/// Chunks queued for one connection's decoder before the pumps wait.
+/// Notes left for one connection's decoder before the pumps wait.
 const QUEUE: usize = 256;
 
 /// What every connection of one proxy shares.
@@ -85,18 +94,75 @@ impl Shared {
     }
 }
 
-/// What the pumps tell the decoder.
-enum Note {
-    Chunk(Chunk),
-    Eof {
-        dir: Direction,
-        at: Instant,
-    },
-    Error {
-        dir: Direction,
-        at: Instant,
-        error: String,
-    },
+/// What the pumps leave for the decoder, in the order they read it.
+struct Inbox {
+    notes: Mutex<Notes>,
+    /// Signalled when the decoder took notes out of a full inbox.
+    space: Notify,
+}
+
+struct Notes {
+    queue: VecDeque<Note>,
+    /// Pumps still running; the decoder stops once none is and the queue
+    /// is empty.
+    pumps: u8,
+}
+
+impl Inbox {
+    fn new() -> Inbox {
+        Inbox {
+            notes: Mutex::new(Notes {
+                queue: VecDeque::new(),
+                pumps: 2,
+            }),
+            space: Notify::new(),
+        }
+    }
+
+    /// The lock is only ever held for a push or a swap, never across an
+    /// await, and the three futures run on one task: it is never contended.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Notes> {
+        self.notes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, note: Note) {
+        self.lock().queue.push_back(note);
+    }
+
+    /// A pump is done; `last` is its final note, if any.
+    fn finish(&self, last: Option<Note>) {
+        let mut notes = self.lock();
+        notes.queue.extend(last);
+        notes.pumps -= 1;
+    }
+
+    /// Waits while the decoder is `QUEUE` notes behind.
+    async fn room(&self) {
+        loop {
+            let notified = self.space.notified();
+            if self.lock().queue.len() < QUEUE {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Pending once, without asking to be woken: the decoder's way of letting
+/// the pumps run. The task is polled again when a pump's socket is ready,
+/// and the decoder, joined last, then runs after it.
+struct NextPoll(bool);
+
+impl Future for NextPoll {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
 }
 
 /// Serves one accepted connection until both sides are done.
@@ -139,27 +205,40 @@ pub(crate) async fn serve(down: UnixStream, shared: Arc<Shared>, cancel: Cancell
     tracing::debug!("{id} open");
     let (down_r, down_w) = Connection::raw(down, id).into_split();
     let (up_r, up_w) = Connection::raw(up, id).into_split();
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let inbox = Inbox::new();
     let conn_cancel = cancel.child_token();
     // Biased: on every wake-up both pumps forward what is readable before
-    // the decoder starts on the queue, so decoding never delays a chunk
-    // that is already there.
+    // the decoder starts on the inbox, so decoding never delays a chunk
+    // that is already there, and the decoder always runs after the pumps
+    // (see the module docs: it is never woken on its own).
     tokio::join!(
         biased;
-        pump(Direction::ToServer, down_r, up_w, tx.clone(), &conn_cancel),
-        pump(Direction::ToClient, up_r, down_w, tx, &conn_cancel),
-        decode(id, rx, shared.clone(), conn_cancel.clone()),
+        pump(Direction::ToServer, down_r, up_w, &inbox, &conn_cancel),
+        pump(Direction::ToClient, up_r, down_w, &inbox, &conn_cancel),
+        decode(id, &inbox, shared.clone(), conn_cancel.clone()),
     );
 }
 
 /// Forwards one direction until end of stream, an error or cancellation.
 async fn pump(
     dir: Direction,
-    mut src: ReadHalf<()>,
-    mut dst: WriteHalf,
-    tx: mpsc::Sender<Note>,
+    src: ReadHalf<()>,
+    dst: WriteHalf,
+    inbox: &Inbox,
     cancel: &CancellationToken,
 ) {
+    let last = forward(dir, src, dst, inbox, cancel).await;
+    inbox.finish(last);
+}
+
+/// The pump's loop; returns the note that ended it, if any.
+async fn forward(
+    dir: Direction,
+    mut src: ReadHalf<()>,
+    mut dst: WriteHalf,
+    inbox: &Inbox,
+    cancel: &CancellationToken,
+) -> Option<Note> {
     // One waiter for the whole pump: making a new one for every select
     // registers and unregisters it with the token each time.
     let cancelled = cancel.cancelled();
@@ -167,60 +246,49 @@ async fn pump(
     loop {
         let read = tokio::select! {
             biased;
-            _ = &mut cancelled => return,
-            read = src.read_chunk() => read,
+            _ = &mut cancelled => return None,
+            read = async {
+                inbox.room().await;
+                src.read_chunk().await
+            } => read,
         };
         match read {
             Ok(Some(bytes)) => {
-                let copy: Bytes = bytes.clone();
-                let chunk = Chunk {
+                inbox.push(Note::Chunk(Chunk {
                     dir,
-                    bytes: copy,
+                    bytes: bytes.clone(),
                     at: Instant::now(),
-                };
-                if tx.send(Note::Chunk(chunk)).await.is_err() {
-                    return;
-                }
+                }));
                 let written = tokio::select! {
                     biased;
-                    _ = &mut cancelled => return,
+                    _ = &mut cancelled => return None,
                     w = dst.write_all(&bytes) => w,
                 };
                 if let Err(e) = written {
-                    let error = format!("writing to {}: {e}", dir.sink());
-                    let _ = tx
-                        .send(Note::Error {
-                            dir,
-                            at: Instant::now(),
-                            error,
-                        })
-                        .await;
                     cancel.cancel();
-                    return;
+                    return Some(Note::Error {
+                        dir,
+                        at: Instant::now(),
+                        error: format!("writing to {}: {e}", dir.sink()),
+                    });
                 }
             }
             Ok(None) => {
-                let _ = tx
-                    .send(Note::Eof {
-                        dir,
-                        at: Instant::now(),
-                    })
-                    .await;
+                inbox.push(Note::Eof {
+                    dir,
+                    at: Instant::now(),
+                });
                 // Pass the half-close on; the other direction keeps going.
                 let _ = dst.shutdown_write().await;
-                return;
+                return None;
             }
             Err(e) => {
-                let error = format!("reading from {}: {e}", dir.source());
-                let _ = tx
-                    .send(Note::Error {
-                        dir,
-                        at: Instant::now(),
-                        error,
-                    })
-                    .await;
                 cancel.cancel();
-                return;
+                return Some(Note::Error {
+                    dir,
+                    at: Instant::now(),
+                    error: format!("reading from {}: {e}", dir.source()),
+                });
             }
         }
     }
@@ -246,176 +314,32 @@ impl Sides for Direction {
     }
 }
 
-/// Decodes, logs and records one connection's chunks in read order.
-async fn decode(
-    id: ConnId,
-    mut rx: mpsc::Receiver<Note>,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-) {
+/// Hands the inbox's notes to the connection's [`Decoder`] in the order
+/// the pumps left them, until both pumps are done and the inbox is empty.
+async fn decode(id: ConnId, inbox: &Inbox, shared: Arc<Shared>, cancel: CancellationToken) {
     // `proxy::run` refuses protocols without a conversation before any
     // connection is accepted.
-    let Some(mut conv) = conversation::for_protocol(shared.protocol, shared.limits) else {
+    let Some(mut decoder) = Decoder::new(id, shared, cancel) else {
         return;
     };
-    let mut out = Vec::new();
-    let (mut to_server, mut to_client) = (0u64, 0u64);
-    let mut last = Instant::now();
-    while let Some(note) = rx.recv().await {
-        let mut after = None;
-        match note {
-            Note::Chunk(chunk) => {
-                match chunk.dir {
-                    Direction::ToServer => to_server += chunk.bytes.len() as u64,
-                    Direction::ToClient => to_client += chunk.bytes.len() as u64,
-                }
-                last = chunk.at;
-                conv.observe(&chunk, &mut out);
+    let mut notes = VecDeque::new();
+    loop {
+        let pumps = {
+            let mut inbox_notes = inbox.lock();
+            std::mem::swap(&mut notes, &mut inbox_notes.queue);
+            inbox_notes.pumps
+        };
+        if notes.is_empty() {
+            if pumps == 0 {
+                break;
             }
-            Note::Eof { dir, at } => {
-                last = at;
-                conv.end(dir, at, &mut out);
-                let offset = match dir {
-                    Direction::ToServer => to_server,
-                    Direction::ToClient => to_client,
-                };
-                tracing::debug!("{id} {} end of stream after {offset} bytes", dir.arrow());
-                after = Some(Entry::Eof {
-                    conn: id,
-                    dir,
-                    offset,
-                    at,
-                });
-            }
-            Note::Error { dir, at, error } => {
-                last = at;
-                tracing::warn!("{id} {error}; closing both sides");
-                after = Some(Entry::Error {
-                    conn: Some(id),
-                    dir: Some(dir),
-                    error,
-                    at,
-                });
-            }
+            NextPoll(false).await;
+            continue;
         }
-        for mut obs in out.drain(..) {
-            let redacted = match &mut obs {
-                Observed::Frame(f) => {
-                    let redacted =
-                        !shared.redactor.is_empty() && shared.redactor.apply(&mut f.view);
-                    if tracing::enabled!(tracing::Level::INFO) {
-                        log_frame(id, f, &shared);
-                    }
-                    if let Some(problem) = &f.view.problem {
-                        tracing::warn!("{id} {} {problem}", f.dir.arrow());
-                    }
-                    redacted
-                }
-                Observed::Undecodable(u) => {
-                    tracing::warn!(
-                        "{id} {} undecodable bytes at offset {} ({}): {}{}",
-                        paint(
-                            crate::show::arrow(shared.protocol, u.dir),
-                            RED,
-                            shared.colour
-                        ),
-                        u.offset,
-                        u.error,
-                        hex(&u.raw[..u.raw.len().min(64)]),
-                        if u.raw.len() > 64 { "…" } else { "" }
-                    );
-                    if shared.strict && !cancel.is_cancelled() {
-                        tracing::warn!("{id} --strict: closing the connection");
-                        cancel.cancel();
-                    }
-                    false
-                }
-            };
-            shared
-                .record(Entry::Observed {
-                    conn: id,
-                    obs,
-                    redacted,
-                })
-                .await;
-        }
-        if let Some(entry) = after {
-            shared.record(entry).await;
+        inbox.space.notify_waiters();
+        for note in notes.drain(..) {
+            decoder.note(note).await;
         }
     }
-    // Both pumps are gone: end of both streams, whatever the reason.
-    for dir in [Direction::ToServer, Direction::ToClient] {
-        conv.end(dir, last, &mut out);
-    }
-    for obs in out.drain(..) {
-        shared
-            .record(Entry::Observed {
-                conn: id,
-                obs,
-                redacted: false,
-            })
-            .await;
-    }
-    for (dir, error) in conv.unanswered() {
-        tracing::warn!("{id} {error}");
-        shared
-            .record(Entry::Error {
-                conn: Some(id),
-                dir: Some(dir),
-                error,
-                at: last,
-            })
-            .await;
-    }
-    tracing::debug!("{id} closed ({to_server} bytes K→S, {to_client} bytes S→K)");
-    shared
-        .record(Entry::Close {
-            conn: id,
-            to_server,
-            to_client,
-            at: Instant::now(),
-        })
-        .await;
-}
-
-const CYAN: &str = "36";
-const MAGENTA: &str = "35";
-const RED: &str = "31";
-
-fn paint(text: &str, colour: &str, on: bool) -> String {
-    if on {
-        format!("\x1b[{colour}m{text}\x1b[0m")
-    } else {
-        text.to_owned()
-    }
-}
-
-/// One line per frame: connection, direction, kind, msgid, method (for a
-/// reply, the request's method and latency) and a summary.
-fn log_frame(id: ConnId, f: &conversation::Frame, shared: &Shared) {
-    let colour = match f.dir {
-        Direction::ToServer => CYAN,
-        Direction::ToClient => MAGENTA,
-    };
-    let arrow = paint(
-        crate::show::arrow(shared.protocol, f.dir),
-        colour,
-        shared.colour,
-    );
-    let summary = summary(&f.view, f.reply.as_ref(), shared.full_values);
-    tracing::info!("{id} {arrow} {summary}");
-}
-
-fn summary(view: &MessageView, reply: Option<&conversation::Reply>, full: bool) -> String {
-    let Some(reply) = reply else {
-        return view.summary(full);
-    };
-    let mut view = view.clone();
-    let label = format!(
-        "{} {:.2}ms",
-        reply.method.as_deref().unwrap_or("?"),
-        reply.latency.as_secs_f64() * 1000.0
-    );
-    view.method = Some(label);
-    view.summary(full)
+    decoder.finish().await;
 }
