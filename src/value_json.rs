@@ -167,7 +167,7 @@ fn from_json_at(j: &Js, path: &mut String) -> Result<Mp, MappingError> {
     })
 }
 
-fn number_to_mp(n: &Number) -> Mp {
+pub(crate) fn number_to_mp(n: &Number) -> Mp {
     if let Some(u) = n.as_u64() {
         Mp::from(u)
     } else if let Some(i) = n.as_i64() {

@@ -74,6 +74,13 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub strict: bool,
 
+    /// Write every frame's raw bytes (base64) into the recording. By
+    /// default a MsgPack:1 frame whose decoded form encodes back to
+    /// exactly its bytes is written with `"reencodes": true` instead,
+    /// which halves the file for large params; `show` and export read both.
+    #[arg(long)]
+    pub keep_raw: bool,
+
     /// Hide values in logs and recordings: a key name (`authorization`,
     /// any depth, case-insensitive; also inside JSON config strings) or a
     /// path like `$[3][0].Config`. Repeatable.
@@ -257,6 +264,7 @@ pub async fn proxy(
             .record
             .or_else(|| spec.and_then(|s| s.proxy.record.clone())),
         strict: args.strict || spec.is_some_and(|s| s.proxy.strict),
+        keep_raw: args.keep_raw || spec.is_some_and(|s| s.proxy.keep_raw),
         redact,
         start_cmd,
         protocol,
@@ -297,6 +305,7 @@ pub async fn from_spec(
         upstream: None,
         record: None,
         strict: false,
+        keep_raw: false,
         redact: vec![],
         spec: None,
         protocol: common.protocol,

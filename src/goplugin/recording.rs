@@ -251,6 +251,7 @@ impl WrapperRecording {
                 redact,
                 command: Some(command),
                 mode: None,
+                keep_raw: true,
             },
             start,
         )

@@ -127,6 +127,7 @@ impl Entry {
                     offset: f.offset,
                     len: f.raw.len() as u64,
                     raw: None,
+                    reencodes: false,
                     redacted,
                     msg: f.view,
                     reply: f.reply.map(|r| ReplyInfo {

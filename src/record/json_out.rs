@@ -234,6 +234,10 @@ pub fn write_frame(out: &mut Vec<u8>, event: &FrameEvent, raw: Option<&[u8]>) {
         base64(out, raw);
         out.push(b'"');
     }
+    if event.reencodes {
+        field(out, "reencodes");
+        out.extend_from_slice(b"true");
+    }
     if event.redacted {
         field(out, "redacted");
         out.extend_from_slice(b"true");
@@ -347,6 +351,7 @@ mod tests {
         let value = json!([1, 2, null, {"Data": "x\"y", "n": -1.5, "big": 18446744073709551615u64, "a": [true, false]}]);
         for (raw, redacted, reply) in [
             (Some(vec![0x94u8, 0, 1, 0xff, 7]), false, None),
+            (None, false, None),
             (
                 None,
                 true,
@@ -368,6 +373,7 @@ mod tests {
                 offset: 100,
                 len: 5,
                 raw: raw.as_ref().map(|r| B64.encode(r)),
+                reencodes: raw.is_none() && !redacted,
                 redacted,
                 msg: MessageView {
                     kind: Kind::Response,

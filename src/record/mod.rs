@@ -26,6 +26,7 @@ mod entry;
 mod json_out;
 pub mod reader;
 pub mod redact;
+mod reencode;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -41,8 +42,11 @@ pub use writer::{HeaderInfo, Recorder, Stats};
 
 /// `format` of the header line.
 pub const FORMAT: &str = "plugtap-recording";
-/// The recording format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The recording format version this build writes. Version 2 added
+/// `reencodes` (a frame's `raw` left out); version 1 files still read.
+pub const VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_VERSION: u32 = 1;
 
 /// One line of a recording.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,9 +156,13 @@ pub struct FrameEvent {
     pub offset: u64,
     /// Its length in bytes.
     pub len: u64,
-    /// Its exact bytes, base64; absent when redacted.
+    /// Its exact bytes, base64; absent when redacted or when `reencodes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+    /// True when `raw` was left out because `msg.value`, encoded again,
+    /// gives exactly the frame's bytes ([`FrameEvent::raw_bytes`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reencodes: bool,
     /// True when `--redact` changed the decoded form (and `raw` was dropped).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,

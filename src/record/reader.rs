@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use super::{FORMAT, Header, Line, VERSION};
+use super::{FORMAT, Header, Line, OLDEST_VERSION, VERSION};
 
 /// A recording that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +95,16 @@ impl<R: BufRead> Reader<R> {
             }
         };
         match first {
-            Line::Header(h) if h.format == FORMAT && h.version == VERSION => reader.header = h,
+            Line::Header(h)
+                if h.format == FORMAT && (OLDEST_VERSION..=VERSION).contains(&h.version) =>
+            {
+                reader.header = h
+            }
             Line::Header(h) if h.format == FORMAT => {
                 return Err(reader.error(
                     Some(1),
                     format!(
-                        "recording format version {} is not supported (this plugtap reads {VERSION})",
+                        "recording format version {} is not supported (this plugtap reads {OLDEST_VERSION} to {VERSION})",
                         h.version
                     ),
                 ));

@@ -18,8 +18,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::mpsc;
 
 use super::entry::{Converted, Entry, RecordTx};
-use super::json_out;
 use super::{End, FORMAT, Header, Line, Stamp, VERSION};
+use super::{json_out, reencode};
 use crate::protocol::Protocol;
 
 /// Events queued before senders wait.
@@ -40,6 +40,9 @@ pub struct HeaderInfo {
     pub redact: Vec<String>,
     pub command: Option<String>,
     pub mode: Option<String>,
+    /// Write every frame's raw bytes, even where `msg.value` gives them
+    /// back exactly (`--keep-raw`).
+    pub keep_raw: bool,
 }
 
 /// What a finished recording holds.
@@ -86,6 +89,9 @@ impl Recorder {
         let mut text = serde_json::to_vec(&header)?;
         text.push(b'\n');
         file.write_all(&text)?;
+        // Only MsgPack:1 frames are left without `raw` when they
+        // re-encode (see `reencode`).
+        let reencode = info.protocol == Protocol::MsgPack1 && !info.keep_raw;
         let (tx, rx) = mpsc::channel(CAPACITY);
         let thread = std::thread::Builder::new()
             .name("plugtap-recorder".into())
@@ -95,6 +101,7 @@ impl Recorder {
                     buf: Vec::with_capacity(BUFFER + 64 * 1024),
                     start,
                     started,
+                    reencode,
                     stats: Stats::default(),
                     error: None,
                 }
@@ -142,6 +149,8 @@ struct Writer {
     buf: Vec<u8>,
     start: Instant,
     started: DateTime<Utc>,
+    /// Leave out `raw` where `msg.value` re-encodes to it.
+    reencode: bool,
     stats: Stats,
     error: Option<std::io::Error>,
 }
@@ -205,8 +214,15 @@ impl Writer {
     fn write(&mut self, entry: Entry) {
         let mut stamps = |at| self.stamp(at);
         match entry.into_line(&mut stamps) {
-            Converted::Frame { event, raw } => {
+            Converted::Frame { mut event, mut raw } => {
                 self.stats.frames += 1;
+                if self.reencode
+                    && let Some(bytes) = &raw
+                    && reencode::msgpack_reencodes(&event.msg.value, bytes)
+                {
+                    raw = None;
+                    event.reencodes = true;
+                }
                 // The hot path: written by hand, base64 straight into the
                 // buffer (this cannot fail, so no half line is left).
                 json_out::write_frame(&mut self.buf, &event, raw.as_deref());

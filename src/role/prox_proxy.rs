@@ -101,6 +101,7 @@ pub async fn run(opts: ProxWrapperOptions) -> Result<ProxyEnd> {
                     redact: opts.redact.clone(),
                     command: Some(opts.command.display()),
                     mode: None,
+                    keep_raw: true,
                 },
                 start,
             )

@@ -63,6 +63,8 @@ pub struct ProxyOptions {
     pub record: Option<PathBuf>,
     /// Close a connection when its bytes cannot be decoded.
     pub strict: bool,
+    /// Write raw bytes for every frame (`--keep-raw`).
+    pub keep_raw: bool,
     /// `--redact` rules, as written.
     pub redact: Vec<String>,
     /// The real server's command (wrapper mode).
@@ -201,6 +203,7 @@ async fn run_proxy(
                     redact: opts.redact.clone(),
                     command: opts.start_cmd.as_ref().map(StartCmd::display),
                     mode: (opts.mode != Mode::Record).then(|| opts.mode.name().to_owned()),
+                    keep_raw: opts.keep_raw,
                 },
                 start,
             )

@@ -92,6 +92,7 @@ pub fn load_str(text: &str, source: &str) -> Result<Spec, SpecError> {
             record: raw.record,
             redact: raw.redact.unwrap_or_default(),
             strict: raw.strict.unwrap_or_default(),
+            keep_raw: raw.keep_raw.unwrap_or_default(),
             start_cmd: raw.start_cmd.clone(),
             mode: raw.mode.unwrap_or_default(),
         },
@@ -223,6 +224,7 @@ fn check(spec: &mut Spec) -> Result<(), String> {
         ("record", spec.proxy.record.is_some()),
         ("redact", !spec.proxy.redact.is_empty()),
         ("strict", spec.proxy.strict),
+        ("keep_raw", spec.proxy.keep_raw),
         ("mode", spec.proxy.mode != super::ProxyMode::Record),
     ];
     if matches!(role, Some(Role::Client | Role::Server)) {
@@ -298,6 +300,7 @@ struct RawSpec {
     record: Option<PathBuf>,
     redact: Option<Vec<String>>,
     strict: Option<bool>,
+    keep_raw: Option<bool>,
     mode: Option<super::ProxyMode>,
     kong: Option<super::kong::KongSpec>,
     concurrent: Option<bool>,

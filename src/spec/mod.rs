@@ -194,6 +194,8 @@ pub struct ProxySpec {
     pub redact: Vec<String>,
     /// Close connections whose bytes cannot be decoded.
     pub strict: bool,
+    /// Write every frame's raw bytes into the recording (`keep_raw`).
+    pub keep_raw: bool,
     /// The real server's command (wrapper mode); the spec's `start_cmd`.
     pub start_cmd: Option<StartCmd>,
     /// Where answers come from (`mode`); in `replay` and `new` modes the

@@ -42,6 +42,7 @@ mod proxy;
 mod proxy_edges;
 mod proxy_faults;
 mod proxy_load;
+mod proxy_raw;
 mod proxy_wrapper;
 mod recordings;
 mod server;
