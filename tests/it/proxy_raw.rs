@@ -79,7 +79,10 @@ fn keep_raw_writes_every_frames_bytes() {
 fn a_recording_of_format_version_1_still_reads() {
     // The committed recordings predate `reencodes`: every frame has raw.
     let path = support::root().join("recordings/python-event-cycle.jsonl");
-    let header = plugtap::record::Reader::open(&path).unwrap().header().clone();
+    let header = plugtap::record::Reader::open(&path)
+        .unwrap()
+        .header()
+        .clone();
     assert_eq!(header.version, 1);
     let lines = lines(&path);
     for l in &lines {
