@@ -339,7 +339,7 @@ pub fn write<W: std::io::Write>(wr: &mut W, value: &Value) -> std::io::Result<()
     Ok(())
 }
 
-fn len32(n: usize) -> std::io::Result<u32> {
+pub(crate) fn len32(n: usize) -> std::io::Result<u32> {
     u32::try_from(n)
         .map_err(|_| std::io::Error::other("msgpack cannot hold more than 2^32-1 items or bytes"))
 }

@@ -18,7 +18,7 @@ use std::io::Write;
 use serde_json::Value as Json;
 
 use super::FrameEvent;
-use crate::codec::msgpack;
+use crate::codec::msgpack::{self, len32};
 use crate::value_json;
 
 impl FrameEvent {
@@ -104,10 +104,6 @@ fn encode<W: Write>(wr: &mut W, value: &Json) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn len32(n: usize) -> std::io::Result<u32> {
-    u32::try_from(n).map_err(|_| std::io::ErrorKind::InvalidData.into())
 }
 
 #[cfg(test)]
