@@ -265,7 +265,7 @@ impl WrapperRecording {
 
     /// Writes what is queued and the `end` line with `reason`.
     pub async fn finish(self, reason: &str) -> Result<()> {
-        let path = self.recorder.path().to_owned();
+        let path = self.recorder.path().map(Path::to_owned).unwrap_or_default();
         drop(self.handle);
         let stats = self
             .recorder

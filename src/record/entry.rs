@@ -7,6 +7,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
+use super::watch::{Note, Watch};
 use super::{
     ChildEvent, Close, Eof, ErrorEvent, FrameEvent, Line, Open, ReplyInfo, Stamp, StdioEvent,
     UndecodableEvent,
@@ -73,6 +74,12 @@ pub enum Entry {
     /// Any other line, made by the caller; the writer sets its stamp
     /// (go-plugin's `open` with names, `handshake`, `broker`, `stderr`).
     Line { line: Line, at: Instant },
+    /// Start decoding a connection on the recording's thread.
+    Watch { conn: ConnId, watch: Box<dyn Watch> },
+    /// What a proxy saw on a watched connection.
+    Note { conn: ConnId, note: Note },
+    /// A watched connection is done: its watch finishes.
+    Unwatch { conn: ConnId },
     /// Stop: write the `end` line with this reason.
     Finish { reason: String },
 }
@@ -82,10 +89,34 @@ pub enum Entry {
 pub struct RecordTx(pub(super) mpsc::Sender<Entry>);
 
 impl RecordTx {
+    /// A channel of `capacity` entries and its receiving end, for tests
+    /// of what queues entries.
+    #[cfg(test)]
+    pub(crate) fn channel(capacity: usize) -> (RecordTx, mpsc::Receiver<Entry>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (RecordTx(tx), rx)
+    }
+
     /// Queues an entry, waiting while the queue is full.
     pub async fn send(&self, entry: Entry) {
         // Fails only once the writer has stopped, at the very end.
         let _ = self.0.send(entry).await;
+    }
+
+    /// Queues an entry if there is room now; gives it back if not.
+    // Handing the entry back is the point; boxing it would cost an
+    // allocation on the path that finds room.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(&self, entry: Entry) -> Result<(), Entry> {
+        match self.0.try_send(entry) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(entry)) => Err(entry),
+        }
+    }
+
+    /// Waits for room for one entry; `None` once the writer has stopped.
+    pub async fn reserve(&self) -> Option<mpsc::Permit<'_, Entry>> {
+        self.0.reserve().await.ok()
     }
 }
 
@@ -229,7 +260,11 @@ impl Entry {
                 }
                 line
             }
-            Entry::Finish { .. } => return Converted::Nothing,
+            // The writer handles these itself.
+            Entry::Finish { .. }
+            | Entry::Watch { .. }
+            | Entry::Note { .. }
+            | Entry::Unwatch { .. } => return Converted::Nothing,
         };
         Converted::Line(line)
     }

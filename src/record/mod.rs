@@ -17,7 +17,8 @@
 //! ```
 //!
 //! README.md documents every field. [`writer`] is the one writer (a
-//! thread fed by a bounded channel); [`reader`] reads line by line, so
+//! thread fed by a bounded channel, which also runs the proxy's decoding,
+//! see [`watch`]); [`reader`] reads line by line, so
 //! recordings of any length stream through in constant memory;
 //! [`redact`] applies `--redact` rules before anything is logged or
 //! written.
@@ -27,6 +28,7 @@ mod json_out;
 pub mod reader;
 pub mod redact;
 mod reencode;
+pub mod watch;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -38,6 +40,7 @@ use crate::protocol::Protocol;
 
 pub use entry::{Entry, RecordTx};
 pub use reader::{ReadError, Reader};
+pub use watch::{Note, Watch};
 pub use writer::{HeaderInfo, Recorder, Stats};
 
 /// `format` of the header line.

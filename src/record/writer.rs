@@ -5,10 +5,16 @@
 //! forwarding down only beyond a bounded buffer, and never drops an
 //! event). The thread gathers events for a couple of milliseconds, writes
 //! them through a buffer and flushes once the channel stays empty, so
-//! lines reach the file within milliseconds, in large writes under load. Every line is written whole before the
-//! next one starts; [`Recorder::finish`] drains what is queued, writes the
-//! `end` line and flushes, so a recording stopped by a signal still parses.
+//! lines reach the file within milliseconds, in large writes under load.
+//! Every line is written whole before the next one starts;
+//! [`Recorder::finish`] drains what is queued, writes the `end` line and
+//! flushes, so a recording stopped by a signal still parses.
+//!
+//! The same thread runs the proxies' per-connection decoding
+//! ([`Watch`], see [`super::watch`]), with or without a file: the entries
+//! a watch makes are written like any other.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,8 +24,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::mpsc;
 
 use super::entry::{Converted, Entry, RecordTx};
+use super::watch::Watch;
 use super::{End, FORMAT, Header, Line, Stamp, VERSION};
 use super::{json_out, reencode};
+use crate::net::ConnId;
 use crate::protocol::Protocol;
 
 /// Events queued before senders wait.
@@ -58,7 +66,7 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Recorder {
     tx: RecordTx,
-    path: PathBuf,
+    path: Option<PathBuf>,
     thread: std::thread::JoinHandle<std::io::Result<Stats>>,
 }
 
@@ -92,24 +100,47 @@ impl Recorder {
         // Only MsgPack:1 frames are left without `raw` when they
         // re-encode (see `reencode`).
         let reencode = info.protocol == Protocol::MsgPack1 && !info.keep_raw;
+        let out = Output {
+            file: Some(file),
+            buf: Vec::with_capacity(BUFFER + 64 * 1024),
+            start,
+            started,
+            reencode,
+            stats: Stats::default(),
+            error: None,
+        };
+        Recorder::spawn(out, Some(path.to_owned()))
+    }
+
+    /// The thread without a file: it runs the [`Watch`]es queued to it
+    /// (the proxy's decoding and live log) and writes nothing.
+    pub fn watch_only() -> std::io::Result<Recorder> {
+        let out = Output {
+            file: None,
+            buf: Vec::new(),
+            start: Instant::now(),
+            started: Utc::now(),
+            reencode: false,
+            stats: Stats::default(),
+            error: None,
+        };
+        Recorder::spawn(out, None)
+    }
+
+    fn spawn(out: Output, path: Option<PathBuf>) -> std::io::Result<Recorder> {
         let (tx, rx) = mpsc::channel(CAPACITY);
         let thread = std::thread::Builder::new()
             .name("plugtap-recorder".into())
             .spawn(move || {
                 Writer {
-                    file,
-                    buf: Vec::with_capacity(BUFFER + 64 * 1024),
-                    start,
-                    started,
-                    reencode,
-                    stats: Stats::default(),
-                    error: None,
+                    out,
+                    watches: HashMap::new(),
                 }
                 .run(rx)
             })?;
         Ok(Recorder {
             tx: RecordTx(tx),
-            path: path.to_owned(),
+            path,
             thread,
         })
     }
@@ -119,14 +150,14 @@ impl Recorder {
         self.tx.clone()
     }
 
-    /// The file written.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The file written, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
-    /// Writes everything queued so far, then the `end` line, and closes
-    /// the file. Entries queued after this call are not written, so call it
-    /// once every connection is done.
+    /// Writes everything queued so far (finishing any watch still open),
+    /// then the `end` line, and closes the file. Entries queued after this
+    /// call are not written, so call it once every connection is done.
     pub async fn finish(self, reason: &str) -> std::io::Result<Stats> {
         self.tx
             .send(Entry::Finish {
@@ -143,7 +174,15 @@ impl Recorder {
 }
 
 struct Writer {
-    file: File,
+    out: Output,
+    /// The connections being decoded here.
+    watches: HashMap<ConnId, Box<dyn Watch>>,
+}
+
+/// The file side: lines, numbering, the buffer.
+struct Output {
+    /// `None`: nothing is recorded (only watches run).
+    file: Option<File>,
     /// Whole lines not yet written to the file: each line is serialised
     /// straight into it (no copy from a line buffer into a file buffer).
     buf: Vec<u8>,
@@ -167,12 +206,12 @@ impl Writer {
                         // Whatever was queued before the finish still goes in.
                         while let Ok(entry) = rx.try_recv() {
                             if !matches!(entry, Entry::Finish { .. }) {
-                                self.write(entry);
+                                self.take(entry);
                             }
                         }
                         break 'outer;
                     }
-                    self.write(entry);
+                    self.take(entry);
                     next = rx.try_recv().ok();
                 }
                 // Let a batch gather instead of waking up for every event:
@@ -184,7 +223,41 @@ impl Writer {
                     break;
                 }
             }
-            self.flush();
+            self.out.flush();
+        }
+        // Connections cut off without their `Unwatch` still get their end.
+        for (_, watch) in std::mem::take(&mut self.watches) {
+            watch.finish(&mut |e| self.out.write(e));
+        }
+        self.out.end(reason)
+    }
+
+    /// Runs watches; writes everything else.
+    fn take(&mut self, entry: Entry) {
+        match entry {
+            Entry::Watch { conn, watch } => {
+                self.watches.insert(conn, watch);
+            }
+            Entry::Note { conn, note } => {
+                if let Some(watch) = self.watches.get_mut(&conn) {
+                    watch.note(note, &mut |e| self.out.write(e));
+                }
+            }
+            Entry::Unwatch { conn } => {
+                if let Some(watch) = self.watches.remove(&conn) {
+                    watch.finish(&mut |e| self.out.write(e));
+                }
+            }
+            entry => self.out.write(entry),
+        }
+    }
+}
+
+impl Output {
+    /// Writes the `end` line and flushes.
+    fn end(mut self, reason: Option<String>) -> std::io::Result<Stats> {
+        if self.file.is_none() {
+            return Ok(self.stats);
         }
         let end = Line::End(End {
             stamp: self.stamp(Instant::now()),
@@ -212,6 +285,9 @@ impl Writer {
     }
 
     fn write(&mut self, entry: Entry) {
+        if self.file.is_none() {
+            return;
+        }
         let mut stamps = |at| self.stamp(at);
         match entry.into_line(&mut stamps) {
             Converted::Frame { mut event, mut raw } => {
@@ -261,10 +337,13 @@ impl Writer {
 
     /// Writes every buffered line to the file.
     fn flush(&mut self) {
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
         if self.buf.is_empty() {
             return;
         }
-        if let Err(e) = self.file.write_all(&self.buf) {
+        if let Err(e) = file.write_all(&self.buf) {
             self.fail(e);
         }
         self.buf.clear();

@@ -38,6 +38,7 @@ pub mod prox_server;
 mod prox_stdio;
 mod prox_wire;
 pub mod proxy;
+mod proxy_backlog;
 mod proxy_conn;
 mod proxy_decode;
 mod proxy_modes;

@@ -91,28 +91,27 @@ pub async fn run(opts: ProxWrapperOptions) -> Result<ProxyEnd> {
     let mut int = signal(SignalKind::interrupt()).map_err(io("cannot watch SIGINT"))?;
     let start = Instant::now();
     let recorder = match &opts.record {
-        Some(path) => Some(
-            Recorder::create(
-                &record_path(path),
-                HeaderInfo {
-                    protocol: Protocol::Prox,
-                    listen: listen.clone().unwrap_or_default(),
-                    upstream: PathBuf::new(),
-                    redact: opts.redact.clone(),
-                    command: Some(opts.command.display()),
-                    mode: None,
-                    keep_raw: true,
-                },
-                start,
-            )
-            .map_err(io("recording"))?,
+        Some(path) => Recorder::create(
+            &record_path(path),
+            HeaderInfo {
+                protocol: Protocol::Prox,
+                listen: listen.clone().unwrap_or_default(),
+                upstream: PathBuf::new(),
+                redact: opts.redact.clone(),
+                command: Some(opts.command.display()),
+                mode: None,
+                keep_raw: true,
+            },
+            start,
         ),
-        None => None,
-    };
+        // The thread still decodes the proxied sockets.
+        None => Recorder::watch_only(),
+    }
+    .map_err(io("recording"))?;
     let base = Base {
         limits: opts.limits,
         redactor: Redactor::new(rules),
-        record: recorder.as_ref().map(Recorder::tx),
+        record: recorder.tx(),
         strict: opts.strict,
         full_values: opts.full_values,
         wait: opts.wait,
@@ -126,7 +125,7 @@ pub async fn run(opts: ProxWrapperOptions) -> Result<ProxyEnd> {
         at: start,
     })
     .await;
-    if let Some(path) = recorder.as_ref().map(Recorder::path) {
+    if let Some(path) = recorder.path() {
         tracing::info!("recording to {}", path.display());
     }
 
@@ -182,12 +181,12 @@ pub async fn run(opts: ProxWrapperOptions) -> Result<ProxyEnd> {
     .await;
     drain(&connections, &tracker).await;
     drop(base);
-    if let Some(rec) = recorder {
-        let path = rec.path().to_owned();
-        let stats = rec
-            .finish(&format!("the plugin exited ({how})"))
-            .await
-            .map_err(io("recording"))?;
+    let path = recorder.path().map(ToOwned::to_owned);
+    let stats = recorder
+        .finish(&format!("the plugin exited ({how})"))
+        .await
+        .map_err(io("recording"))?;
+    if let Some(path) = path {
         tracing::info!(
             "recorded {} frames ({} events) in {}",
             stats.frames,

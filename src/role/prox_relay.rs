@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use super::prox_wire::log;
 use super::proxy::serve_accepted;
 use super::proxy_conn::Shared;
+use super::proxy_decode::DecodeSettings;
 use crate::codec::{Limits, Line, LineCodec};
 use crate::message::prox::stdio::{self, StdioMessage};
 use crate::message::{Direction, MessageView};
@@ -40,7 +41,9 @@ use crate::record::{Entry, RecordTx};
 pub(crate) struct Base {
     pub(crate) limits: Limits,
     pub(crate) redactor: Redactor,
-    pub(crate) record: Option<RecordTx>,
+    /// The recording's thread (also without a file: it decodes the
+    /// proxied sockets).
+    pub(crate) record: RecordTx,
     pub(crate) strict: bool,
     pub(crate) full_values: bool,
     /// How long plugtap watches for a missing announced socket to appear.
@@ -49,9 +52,7 @@ pub(crate) struct Base {
 
 impl Base {
     pub(crate) async fn record(&self, entry: Entry) {
-        if let Some(tx) = &self.record {
-            tx.send(entry).await;
-        }
+        self.record.send(entry).await;
     }
 }
 
@@ -96,13 +97,15 @@ impl Sockets {
         );
         let shared = Arc::new(Shared {
             upstream: PathBuf::from(socket),
-            protocol: Protocol::Prox,
-            limits: self.base.limits,
-            redactor: self.base.redactor.clone(),
+            settings: Arc::new(DecodeSettings {
+                protocol: Protocol::Prox,
+                limits: self.base.limits,
+                redactor: self.base.redactor.clone(),
+                strict: self.base.strict,
+                full_values: self.base.full_values,
+                colour: DecodeSettings::colour_default(),
+            }),
             record: self.base.record.clone(),
-            strict: self.base.strict,
-            full_values: self.base.full_values,
-            colour: Shared::colour_default(),
             spec_side: None,
         });
         let (stop, connections, tracker) = (

@@ -23,7 +23,7 @@
 //! it can and forwards the rest to the real server, so only new
 //! interactions reach it. `MsgPack:1` only.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::proxy_conn::{self, Shared};
+use super::proxy_decode::DecodeSettings;
 use super::proxy_modes::spec_side;
 use super::server_report::ServerReport;
 use crate::codec::Limits;
@@ -193,33 +194,34 @@ async fn run_proxy(
 
     let bound = net::bind(&opts.listen)?;
     let recorder = match &opts.record {
-        Some(path) => Some(
-            Recorder::create(
-                path,
-                HeaderInfo {
-                    protocol: opts.protocol,
-                    listen: opts.listen.clone(),
-                    upstream: opts.upstream.clone(),
-                    redact: opts.redact.clone(),
-                    command: opts.start_cmd.as_ref().map(StartCmd::display),
-                    mode: (opts.mode != Mode::Record).then(|| opts.mode.name().to_owned()),
-                    keep_raw: opts.keep_raw,
-                },
-                start,
-            )
-            .map_err(io("recording"))?,
+        Some(path) => Recorder::create(
+            path,
+            HeaderInfo {
+                protocol: opts.protocol,
+                listen: opts.listen.clone(),
+                upstream: opts.upstream.clone(),
+                redact: opts.redact.clone(),
+                command: opts.start_cmd.as_ref().map(StartCmd::display),
+                mode: (opts.mode != Mode::Record).then(|| opts.mode.name().to_owned()),
+                keep_raw: opts.keep_raw,
+            },
+            start,
         ),
-        None => None,
-    };
+        // The thread still decodes and logs.
+        None => Recorder::watch_only(),
+    }
+    .map_err(io("recording"))?;
     let shared = Arc::new(Shared {
         upstream: opts.upstream.clone(),
-        protocol: opts.protocol,
-        limits: opts.limits,
-        redactor: Redactor::new(rules),
-        record: recorder.as_ref().map(Recorder::tx),
-        strict: opts.strict,
-        full_values: opts.full_values,
-        colour: Shared::colour_default(),
+        settings: Arc::new(DecodeSettings {
+            protocol: opts.protocol,
+            limits: opts.limits,
+            redactor: Redactor::new(rules),
+            strict: opts.strict,
+            full_values: opts.full_values,
+            colour: DecodeSettings::colour_default(),
+        }),
+        record: recorder.tx(),
         spec_side,
     });
     if let Some(c) = &child {
@@ -295,15 +297,15 @@ async fn run_proxy(
         }
     }
     drop(shared);
-    if let Some(rec) = recorder {
-        let path = rec.path().to_owned();
-        let reason = match &end {
-            ProxyEnd::Signal(s) => format!("{s} received"),
-            ProxyEnd::ChildExited { status, .. } => {
-                format!("the server exited ({})", process::describe(*status))
-            }
-        };
-        let stats = rec.finish(&reason).await.map_err(io("recording"))?;
+    let path = recorder.path().map(Path::to_owned);
+    let reason = match &end {
+        ProxyEnd::Signal(s) => format!("{s} received"),
+        ProxyEnd::ChildExited { status, .. } => {
+            format!("the server exited ({})", process::describe(*status))
+        }
+    };
+    let stats = recorder.finish(&reason).await.map_err(io("recording"))?;
+    if let Some(path) = path {
         tracing::info!(
             "recorded {} frames ({} events) in {}",
             stats.frames,

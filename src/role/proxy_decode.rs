@@ -1,42 +1,50 @@
-//! The decoding side of one proxied connection: what the pumps of
-//! [`proxy_conn`](super::proxy_conn) read goes through the connection's
-//! [`Conversation`] here, in read order across both directions. Each frame
-//! is redacted, logged (one line, coloured on a TTY) and queued for the
-//! recording; undecodable bytes are logged and recorded with their offset
-//! and, under `--strict`, close the connection.
+//! The decoding side of one proxied connection, run on the recording's
+//! thread as a [`Watch`] (see [`crate::record::watch`]): what the pumps of
+//! [`proxy_conn`](super::proxy_conn) forwarded goes through the
+//! connection's [`Conversation`] here, in read order across both
+//! directions. Each frame is redacted, logged (one line, coloured on a
+//! TTY) and handed on for the recording; undecodable bytes are logged and
+//! recorded with their offset and, under `--strict`, close the connection.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::hex;
-use crate::conversation::{self, Chunk, Conversation, Observed};
+use crate::codec::{Limits, hex};
+use crate::conversation::{self, Conversation, Observed};
 use crate::message::{Direction, MessageView};
 use crate::net::ConnId;
-use crate::record::Entry;
+use crate::protocol::Protocol;
+use crate::record::redact::Redactor;
+use crate::record::{Entry, Note, Watch};
 
-use super::proxy_conn::Shared;
+/// How every connection of one proxy is decoded and logged.
+#[derive(Debug)]
+pub(crate) struct DecodeSettings {
+    pub(crate) protocol: Protocol,
+    pub(crate) limits: Limits,
+    pub(crate) redactor: Redactor,
+    /// Close a connection that sends undecodable bytes.
+    pub(crate) strict: bool,
+    /// `-v`: log full values.
+    pub(crate) full_values: bool,
+    pub(crate) colour: bool,
+}
 
-/// What the pumps tell the decoder.
-pub(super) enum Note {
-    Chunk(Chunk),
-    Eof {
-        dir: Direction,
-        at: Instant,
-    },
-    Error {
-        dir: Direction,
-        at: Instant,
-        error: String,
-    },
+impl DecodeSettings {
+    pub(crate) fn colour_default() -> bool {
+        use std::io::IsTerminal as _;
+        std::io::stderr().is_terminal()
+    }
 }
 
 /// One connection's decoding state.
 pub(super) struct Decoder {
     id: ConnId,
     conv: Box<dyn Conversation>,
-    shared: Arc<Shared>,
+    settings: Arc<DecodeSettings>,
+    /// Closes the connection (`--strict`).
     cancel: CancellationToken,
     out: Vec<Observed>,
     to_server: u64,
@@ -50,14 +58,14 @@ impl Decoder {
     /// those before any connection is accepted).
     pub(super) fn new(
         id: ConnId,
-        shared: Arc<Shared>,
+        settings: Arc<DecodeSettings>,
         cancel: CancellationToken,
     ) -> Option<Decoder> {
-        let conv = conversation::for_protocol(shared.protocol, shared.limits)?;
+        let conv = conversation::for_protocol(settings.protocol, settings.limits)?;
         Some(Decoder {
             id,
             conv,
-            shared,
+            settings,
             cancel,
             out: Vec::new(),
             to_server: 0,
@@ -65,9 +73,11 @@ impl Decoder {
             last: Instant::now(),
         })
     }
+}
 
+impl Watch for Decoder {
     /// Decodes, logs and records one note.
-    pub(super) async fn note(&mut self, note: Note) {
+    fn note(&mut self, note: Note, record: &mut dyn FnMut(Entry)) {
         let id = self.id;
         let mut after = None;
         match note {
@@ -108,24 +118,59 @@ impl Decoder {
         let mut out = std::mem::take(&mut self.out);
         for mut obs in out.drain(..) {
             let redacted = self.inspect(&mut obs);
-            self.shared
-                .record(Entry::Observed {
-                    conn: id,
-                    obs,
-                    redacted,
-                })
-                .await;
+            record(Entry::Observed {
+                conn: id,
+                obs,
+                redacted,
+            });
         }
         self.out = out;
         if let Some(entry) = after {
-            self.shared.record(entry).await;
+            record(entry);
         }
     }
 
+    /// Both pumps are gone: ends both streams (whatever the reason),
+    /// records what was cut short, the requests never answered and the
+    /// connection's close.
+    fn finish(mut self: Box<Self>, record: &mut dyn FnMut(Entry)) {
+        let (id, last) = (self.id, self.last);
+        let mut out = std::mem::take(&mut self.out);
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            self.conv.end(dir, last, &mut out);
+        }
+        for obs in out {
+            record(Entry::Observed {
+                conn: id,
+                obs,
+                redacted: false,
+            });
+        }
+        for (dir, error) in self.conv.unanswered() {
+            tracing::warn!("{id} {error}");
+            record(Entry::Error {
+                conn: Some(id),
+                dir: Some(dir),
+                error,
+                at: last,
+            });
+        }
+        let (to_server, to_client) = (self.to_server, self.to_client);
+        tracing::debug!("{id} closed ({to_server} bytes K→S, {to_client} bytes S→K)");
+        record(Entry::Close {
+            conn: id,
+            to_server,
+            to_client,
+            at: Instant::now(),
+        });
+    }
+}
+
+impl Decoder {
     /// Redacts, logs and applies `--strict`; true when redaction changed
     /// the frame.
     fn inspect(&self, obs: &mut Observed) -> bool {
-        let (id, shared) = (self.id, &*self.shared);
+        let (id, shared) = (self.id, &*self.settings);
         match obs {
             Observed::Frame(f) => {
                 let redacted = !shared.redactor.is_empty() && shared.redactor.apply(&mut f.view);
@@ -158,46 +203,6 @@ impl Decoder {
             }
         }
     }
-
-    /// Both pumps are gone: ends both streams (whatever the reason),
-    /// records what was cut short, the requests never answered and the
-    /// connection's close.
-    pub(super) async fn finish(mut self) {
-        let (id, last) = (self.id, self.last);
-        for dir in [Direction::ToServer, Direction::ToClient] {
-            self.conv.end(dir, last, &mut self.out);
-        }
-        for obs in self.out.drain(..) {
-            self.shared
-                .record(Entry::Observed {
-                    conn: id,
-                    obs,
-                    redacted: false,
-                })
-                .await;
-        }
-        for (dir, error) in self.conv.unanswered() {
-            tracing::warn!("{id} {error}");
-            self.shared
-                .record(Entry::Error {
-                    conn: Some(id),
-                    dir: Some(dir),
-                    error,
-                    at: last,
-                })
-                .await;
-        }
-        let (to_server, to_client) = (self.to_server, self.to_client);
-        tracing::debug!("{id} closed ({to_server} bytes K→S, {to_client} bytes S→K)");
-        self.shared
-            .record(Entry::Close {
-                conn: id,
-                to_server,
-                to_client,
-                at: Instant::now(),
-            })
-            .await;
-    }
 }
 
 const CYAN: &str = "36";
@@ -214,7 +219,7 @@ fn paint(text: &str, colour: &str, on: bool) -> String {
 
 /// One line per frame: connection, direction, kind, msgid, method (for a
 /// reply, the request's method and latency) and a summary.
-fn log_frame(id: ConnId, f: &conversation::Frame, shared: &Shared) {
+fn log_frame(id: ConnId, f: &conversation::Frame, shared: &DecodeSettings) {
     let colour = match f.dir {
         Direction::ToServer => CYAN,
         Direction::ToClient => MAGENTA,
