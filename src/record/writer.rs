@@ -36,6 +36,9 @@ const CAPACITY: usize = 8192;
 /// Bytes of lines gathered before they are written to the file.
 const BUFFER: usize = 256 * 1024;
 
+/// How much nicer than the rest of plugtap the writer's thread runs.
+const NICE: i32 = 10;
+
 /// How long the writer waits for more events before writing a batch.
 const BATCH: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -132,6 +135,7 @@ impl Recorder {
         let thread = std::thread::Builder::new()
             .name("plugtap-recorder".into())
             .spawn(move || {
+                lower_priority();
                 Writer {
                     out,
                     watches: HashMap::new(),
@@ -354,6 +358,20 @@ impl Output {
             tracing::error!("writing the recording failed: {e}");
             self.error = Some(e);
         }
+    }
+}
+
+/// Makes the calling thread (the writer's) [`NICE`] steps nicer, so the
+/// scheduler lets a woken forwarding thread or peer run before it instead
+/// of after it: every few milliseconds the writer wakes with a batch to
+/// decode and write, and at normal priority it could take the CPU a
+/// proxied call was about to get (scripts/bench.sh: one connection's added
+/// p99 latency). The thread still gets its share when the CPUs are busy,
+/// and if it falls behind, its bounded channel slows forwarding down
+/// rather than dropping anything. On Linux the nice value is per thread.
+fn lower_priority() {
+    if let Err(e) = rustix::process::nice(NICE) {
+        tracing::debug!("cannot lower the recording thread's priority: {e}");
     }
 }
 
