@@ -1,6 +1,7 @@
 //! The proxy at the edges of ordinary use: a client that half-closes after
 //! a request still gets the reply (and the recording says which side ended
-//! when), and the live log shortens long values unless `-v`.
+//! when), the live log shortens long values unless `-v`, and the
+//! recording thread yields the CPU to forwarding.
 
 use std::io::{Read as _, Write as _};
 use std::net::Shutdown;
@@ -113,4 +114,73 @@ fn the_live_log_shortens_values_unless_verbose() {
             .unwrap_or_else(|| panic!("{log}"));
         assert_eq!(line.contains(&long), whole, "{extra:?}: {line}");
     }
+}
+
+#[test]
+fn the_recording_thread_runs_ten_steps_nicer_than_the_forwarding_threads() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let mut p = proxy(d, "front.sock", "back.sock", "rec.jsonl", &["-q"]);
+    // /proc/PID/task/TID/stat: field 19 is the nice value; the thread
+    // name (field 2) has no spaces here.
+    let nice_of = |name: &str| -> Option<i64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", p.pid())).ok()?;
+        tasks.flatten().find_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let fields: Vec<&str> = stat.split_whitespace().collect();
+            (fields.get(1)? == &format!("({name})")).then(|| fields.get(18)?.parse().ok())?
+        })
+    };
+    let recorder = nice_of("plugtap-recorde").expect("a recording thread");
+    let worker = nice_of("tokio-rt-worker").expect("a worker thread");
+    assert_eq!(recorder - worker, 10);
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(p.exit_code(), 0);
+}
+
+/// Without `--record` the frames are still decoded (on the recording's
+/// thread, which then writes nothing) and logged.
+#[test]
+fn without_a_recording_every_frame_is_still_logged() {
+    let dir = support::tmpdir();
+    let d = dir.path();
+    let req = encode(&request(1, "plugin.GetPluginInfo", Value::Array(vec![])));
+    let reply = encode(&Value::Array(vec![
+        1.into(),
+        1.into(),
+        Value::Nil,
+        "info".into(),
+    ]));
+    let sent = reply.clone();
+    let n = req.len();
+    let upstream = fake_upstream(&d.join("back.sock"), move |s| {
+        let mut got = vec![0; n];
+        s.read_exact(&mut got).unwrap();
+        s.write_all(&sent).unwrap();
+    });
+    let mut p = support::Proc::plugtap(
+        d,
+        &["proxy", "--listen", "front.sock", "--upstream", "back.sock"],
+    );
+    p.wait_for_stderr("listening on");
+    let mut c = std::os::unix::net::UnixStream::connect(d.join("front.sock")).unwrap();
+    c.write_all(&req).unwrap();
+    let mut got = vec![0; reply.len()];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(got, reply);
+    drop(c);
+    upstream.join().unwrap();
+    p.wait_for_stderr("response #1");
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(p.exit_code(), 0);
+    let log = p.stderr();
+    assert!(log.contains("request #1 plugin.GetPluginInfo"), "{log}");
+    assert!(!log.contains("recorded"), "{log}");
+    let files: Vec<_> = std::fs::read_dir(d).unwrap().flatten().collect();
+    assert!(
+        files
+            .iter()
+            .all(|f| f.path().extension().is_none_or(|e| e != "jsonl")),
+        "{files:?}"
+    );
 }
