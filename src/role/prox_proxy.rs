@@ -29,6 +29,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::prox_relay::{self, Base, Sockets};
 use super::proxy::{ProxyEnd, drain, on_signal, redact_rules, wait_child};
+use super::proxy_decode::DecodeSettings;
 use crate::codec::Limits;
 use crate::error::{Error, Result};
 use crate::net::stdio::LineWriter;
@@ -109,11 +110,14 @@ pub async fn run(opts: ProxWrapperOptions) -> Result<ProxyEnd> {
     }
     .map_err(io("recording"))?;
     let base = Base {
-        limits: opts.limits,
-        redactor: Redactor::new(rules),
+        settings: DecodeSettings::new(
+            Protocol::Prox,
+            opts.limits,
+            Redactor::new(rules),
+            opts.strict,
+            opts.full_values,
+        ),
         record: recorder.tx(),
-        strict: opts.strict,
-        full_values: opts.full_values,
         wait: opts.wait,
     };
     let (child, stdin, stdout) = Child::spawn_piped(&opts.command)?;

@@ -32,20 +32,17 @@ use crate::message::prox::stdio::{self, StdioMessage};
 use crate::message::{Direction, MessageView};
 use crate::net::stdio::{LineWriter, Stdin};
 use crate::net::{self, Connection};
-use crate::protocol::Protocol;
-use crate::record::redact::Redactor;
 use crate::record::{Entry, RecordTx};
 
 /// What every proxied socket shares.
 #[derive(Debug, Clone)]
 pub(crate) struct Base {
-    pub(crate) limits: Limits,
-    pub(crate) redactor: Redactor,
+    /// How the sockets' connections (and the stdio lines) are decoded and
+    /// logged; `protocol` is prox.
+    pub(crate) settings: Arc<DecodeSettings>,
     /// The recording's thread (also without a file: it decodes the
     /// proxied sockets).
     pub(crate) record: RecordTx,
-    pub(crate) strict: bool,
-    pub(crate) full_values: bool,
     /// How long plugtap watches for a missing announced socket to appear.
     pub(crate) wait: Duration,
 }
@@ -97,14 +94,7 @@ impl Sockets {
         );
         let shared = Arc::new(Shared {
             upstream: PathBuf::from(socket),
-            settings: Arc::new(DecodeSettings {
-                protocol: Protocol::Prox,
-                limits: self.base.limits,
-                redactor: self.base.redactor.clone(),
-                strict: self.base.strict,
-                full_values: self.base.full_values,
-                colour: DecodeSettings::colour_default(),
-            }),
+            settings: self.base.settings.clone(),
             record: self.base.record.clone(),
             spec_side: None,
         });
@@ -216,7 +206,10 @@ fn max_line(limits: Limits) -> usize {
 /// prox → plugin: plugtap's stdin to the plugin's, line by line, until
 /// prox closes it (then the plugin's stdin is closed: prox's stop signal).
 pub(crate) async fn relay_stdin(mut plugin: ChildStdin, base: Base) {
-    let mut lines = Connection::new(Stdin::spawn(), LineCodec::new(max_line(base.limits)));
+    let mut lines = Connection::new(
+        Stdin::spawn(),
+        LineCodec::new(max_line(base.settings.limits)),
+    );
     loop {
         let line = match lines.read_frame().await {
             Ok(Some(line)) => line,
@@ -251,7 +244,7 @@ pub(crate) async fn relay_stdout(
     mut sockets: Sockets,
     base: Base,
 ) -> Sockets {
-    let mut lines = Connection::new(stdout, LineCodec::new(max_line(base.limits)));
+    let mut lines = Connection::new(stdout, LineCodec::new(max_line(base.settings.limits)));
     loop {
         let line = match lines.read_frame().await {
             Ok(Some(line)) => line,
@@ -327,8 +320,9 @@ async fn note(
     mut view: MessageView,
     rewritten_socket: Option<String>,
 ) {
-    let redacted = !base.redactor.is_empty() && base.redactor.apply(&mut view);
-    log(stream, dir, &view, base.full_values);
+    let redactor = &base.settings.redactor;
+    let redacted = !redactor.is_empty() && redactor.apply(&mut view);
+    log(stream, dir, &view, base.settings.full_values);
     base.record(Entry::Stdio {
         stream,
         dir,

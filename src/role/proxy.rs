@@ -213,14 +213,13 @@ async fn run_proxy(
     .map_err(io("recording"))?;
     let shared = Arc::new(Shared {
         upstream: opts.upstream.clone(),
-        settings: Arc::new(DecodeSettings {
-            protocol: opts.protocol,
-            limits: opts.limits,
-            redactor: Redactor::new(rules),
-            strict: opts.strict,
-            full_values: opts.full_values,
-            colour: DecodeSettings::colour_default(),
-        }),
+        settings: DecodeSettings::new(
+            opts.protocol,
+            opts.limits,
+            Redactor::new(rules),
+            opts.strict,
+            opts.full_values,
+        ),
         record: recorder.tx(),
         spec_side,
     });

@@ -33,9 +33,23 @@ pub(crate) struct DecodeSettings {
 }
 
 impl DecodeSettings {
-    pub(crate) fn colour_default() -> bool {
+    /// Settings with colour when stderr is a terminal.
+    pub(crate) fn new(
+        protocol: Protocol,
+        limits: Limits,
+        redactor: Redactor,
+        strict: bool,
+        full_values: bool,
+    ) -> Arc<DecodeSettings> {
         use std::io::IsTerminal as _;
-        std::io::stderr().is_terminal()
+        Arc::new(DecodeSettings {
+            protocol,
+            limits,
+            redactor,
+            strict,
+            full_values,
+            colour: std::io::stderr().is_terminal(),
+        })
     }
 }
 
