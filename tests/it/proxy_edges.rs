@@ -17,13 +17,7 @@ use crate::support::{self, mp::request};
 fn a_client_half_close_reaches_the_server_and_the_reply_still_comes_back() {
     let dir = support::tmpdir();
     let d = dir.path();
-    let req = encode(&request(1, "plugin.GetPluginInfo", Value::Array(vec![])));
-    let reply = encode(&Value::Array(vec![
-        1.into(),
-        1.into(),
-        Value::Nil,
-        "late".into(),
-    ]));
+    let (req, reply) = info_call("late");
     let sent = reply.clone();
     let want = req.clone();
     // The server reads the request, then waits for end of stream before it
@@ -90,19 +84,9 @@ fn the_live_log_shortens_values_unless_verbose() {
             Value::Nil,
             1.into(),
         ]));
-        let sent = reply.clone();
-        let n = req.len();
-        let upstream = fake_upstream(&d.join("back.sock"), move |s| {
-            let mut got = vec![0; n];
-            s.read_exact(&mut got).unwrap();
-            s.write_all(&sent).unwrap();
-        });
+        let upstream = answering_upstream(&d.join("back.sock"), req.len(), reply.clone());
         let mut p = proxy(d, "front.sock", "back.sock", "rec.jsonl", extra);
-        let mut c = std::os::unix::net::UnixStream::connect(d.join("front.sock")).unwrap();
-        c.write_all(&req).unwrap();
-        let mut got = vec![0; reply.len()];
-        c.read_exact(&mut got).unwrap();
-        drop(c);
+        round_trip(&d.join("front.sock"), &req, &reply);
         upstream.join().unwrap();
         p.wait_for_stderr("response #1");
         p.signal(nix::sys::signal::Signal::SIGTERM);
@@ -144,31 +128,14 @@ fn the_recording_thread_runs_ten_steps_nicer_than_the_forwarding_threads() {
 fn without_a_recording_every_frame_is_still_logged() {
     let dir = support::tmpdir();
     let d = dir.path();
-    let req = encode(&request(1, "plugin.GetPluginInfo", Value::Array(vec![])));
-    let reply = encode(&Value::Array(vec![
-        1.into(),
-        1.into(),
-        Value::Nil,
-        "info".into(),
-    ]));
-    let sent = reply.clone();
-    let n = req.len();
-    let upstream = fake_upstream(&d.join("back.sock"), move |s| {
-        let mut got = vec![0; n];
-        s.read_exact(&mut got).unwrap();
-        s.write_all(&sent).unwrap();
-    });
+    let (req, reply) = info_call("info");
+    let upstream = answering_upstream(&d.join("back.sock"), req.len(), reply.clone());
     let mut p = support::Proc::plugtap(
         d,
         &["proxy", "--listen", "front.sock", "--upstream", "back.sock"],
     );
     p.wait_for_stderr("listening on");
-    let mut c = std::os::unix::net::UnixStream::connect(d.join("front.sock")).unwrap();
-    c.write_all(&req).unwrap();
-    let mut got = vec![0; reply.len()];
-    c.read_exact(&mut got).unwrap();
-    assert_eq!(got, reply);
-    drop(c);
+    round_trip(&d.join("front.sock"), &req, &reply);
     upstream.join().unwrap();
     p.wait_for_stderr("response #1");
     p.signal(nix::sys::signal::Signal::SIGTERM);
@@ -183,4 +150,39 @@ fn without_a_recording_every_frame_is_still_logged() {
             .all(|f| f.path().extension().is_none_or(|e| e != "jsonl")),
         "{files:?}"
     );
+}
+
+/// A server that reads one request of `len` bytes and answers `reply`.
+fn answering_upstream(
+    path: &std::path::Path,
+    len: usize,
+    reply: Vec<u8>,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    fake_upstream(path, move |s| {
+        let mut got = vec![0; len];
+        s.read_exact(&mut got).unwrap();
+        s.write_all(&reply).unwrap();
+    })
+}
+
+/// Sends `req` through the proxy at `front` and checks that `reply` comes
+/// back.
+fn round_trip(front: &std::path::Path, req: &[u8], reply: &[u8]) {
+    let mut c = std::os::unix::net::UnixStream::connect(front).unwrap();
+    c.write_all(req).unwrap();
+    let mut got = vec![0; reply.len()];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(got, reply);
+}
+
+/// A `plugin.GetPluginInfo` request (msgid 1) and its reply, `answer`.
+fn info_call(answer: &str) -> (Vec<u8>, Vec<u8>) {
+    let req = encode(&request(1, "plugin.GetPluginInfo", Value::Array(vec![])));
+    let reply = encode(&Value::Array(vec![
+        1.into(),
+        1.into(),
+        Value::Nil,
+        answer.into(),
+    ]));
+    (req, reply)
 }
