@@ -110,6 +110,15 @@ impl WriteHalf {
         self.id
     }
 
+    /// Writes what the socket takes now, without waiting: how many bytes
+    /// went out (0 when it would have to wait).
+    pub fn try_write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.write.try_write(bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+            other => other,
+        }
+    }
+
     /// Writes bytes as they are.
     pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.write.write_all(bytes).await

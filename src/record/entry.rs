@@ -79,7 +79,7 @@ pub enum Entry {
     /// What a proxy saw on a watched connection.
     Note { conn: ConnId, note: Note },
     /// A watched connection is done: its watch finishes.
-    Unwatch { conn: ConnId },
+    Unwatch { conn: ConnId, at: Instant },
     /// Stop: write the `end` line with this reason.
     Finish { reason: String },
 }

@@ -11,10 +11,9 @@
 //! flushes, so a recording stopped by a signal still parses.
 //!
 //! The same thread runs the proxies' per-connection decoding
-//! ([`Watch`], see [`super::watch`]), with or without a file: the entries
+//! ([`Watch`](super::Watch), see [`super::watch`]), with or without a file: the entries
 //! a watch makes are written like any other.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,10 +23,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::mpsc;
 
 use super::entry::{Converted, Entry, RecordTx};
-use super::watch::Watch;
+use super::watch::Watches;
 use super::{End, FORMAT, Header, Line, Stamp, VERSION};
 use super::{json_out, reencode};
-use crate::net::ConnId;
 use crate::protocol::Protocol;
 
 /// Events queued before senders wait.
@@ -115,7 +113,7 @@ impl Recorder {
         Recorder::spawn(out, Some(path.to_owned()))
     }
 
-    /// The thread without a file: it runs the [`Watch`]es queued to it
+    /// The thread without a file: it runs the [`Watch`](super::Watch)es queued to it
     /// (the proxy's decoding and live log) and writes nothing.
     pub fn watch_only() -> std::io::Result<Recorder> {
         let out = Output {
@@ -138,7 +136,7 @@ impl Recorder {
                 lower_priority();
                 Writer {
                     out,
-                    watches: HashMap::new(),
+                    watches: Watches::default(),
                 }
                 .run(rx)
             })?;
@@ -180,7 +178,7 @@ impl Recorder {
 struct Writer {
     out: Output,
     /// The connections being decoded here.
-    watches: HashMap<ConnId, Box<dyn Watch>>,
+    watches: Watches,
 }
 
 /// The file side: lines, numbering, the buffer.
@@ -230,27 +228,23 @@ impl Writer {
             self.out.flush();
         }
         // Connections cut off without their `Unwatch` still get their end.
-        for (_, watch) in std::mem::take(&mut self.watches) {
-            watch.finish(&mut |e| self.out.write(e));
-        }
+        let out = &mut self.out;
+        self.watches
+            .finish_all(Instant::now(), &mut |e| out.write(e));
         self.out.end(reason)
     }
 
     /// Runs watches; writes everything else.
     fn take(&mut self, entry: Entry) {
         match entry {
-            Entry::Watch { conn, watch } => {
-                self.watches.insert(conn, watch);
-            }
+            Entry::Watch { conn, watch } => self.watches.start(conn, watch),
             Entry::Note { conn, note } => {
-                if let Some(watch) = self.watches.get_mut(&conn) {
-                    watch.note(note, &mut |e| self.out.write(e));
-                }
+                let out = &mut self.out;
+                self.watches.note(conn, note, &mut |e| out.write(e));
             }
-            Entry::Unwatch { conn } => {
-                if let Some(watch) = self.watches.remove(&conn) {
-                    watch.finish(&mut |e| self.out.write(e));
-                }
+            Entry::Unwatch { conn, at } => {
+                let out = &mut self.out;
+                self.watches.finish(conn, at, &mut |e| out.write(e));
             }
             entry => self.out.write(entry),
         }
@@ -370,6 +364,9 @@ impl Output {
 /// and if it falls behind, its bounded channel slows forwarding down
 /// rather than dropping anything. On Linux the nice value is per thread.
 fn lower_priority() {
+    // Elsewhere it would renice the whole process (and a server started
+    // after it).
+    #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::nice(NICE) {
         tracing::debug!("cannot lower the recording thread's priority: {e}");
     }

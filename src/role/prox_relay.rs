@@ -9,7 +9,7 @@
 //! one plugtap socket, however many `ready` lines name it (the SDK sends
 //! one per `configure`). Connections accepted there are proxied
 //! byte for byte to the plugin's socket by the proxy role's
-//! [`proxy_conn::serve`], which decodes them with
+//! [`proxy_conn::serve`]; the recording's thread decodes them with
 //! [`crate::conversation::ProxStream`].
 
 use std::collections::HashMap;

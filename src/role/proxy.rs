@@ -4,7 +4,8 @@
 //! It listens on the socket Kong is configured with and, for each accepted
 //! connection, opens one to the real server (1:1, so notifications sent
 //! on accept and ProtoBuf's per-connection events keep their connection);
-//! `proxy_conn.rs` does the forwarding and decoding.
+//! `proxy_conn.rs` does the forwarding, and the recording's thread the
+//! decoding (`proxy_decode.rs`).
 //!
 //! **Wrapper mode.** With a start command the proxy starts the real server
 //! as its child (its own process group), waits until the upstream socket
@@ -289,12 +290,6 @@ async fn run_proxy(
         .spec_side
         .as_ref()
         .map(|side| side.misses.report(&side.replies));
-    if let Some(r) = &report {
-        eprint!("{}", r.render());
-        if let Some(path) = &opts.report {
-            r.write(path)?;
-        }
-    }
     drop(shared);
     let path = recorder.path().map(Path::to_owned);
     let reason = match &end {
@@ -311,6 +306,13 @@ async fn run_proxy(
             stats.events,
             path.display()
         );
+    }
+    // After the recording is finished, so a failed write leaves it whole.
+    if let Some(r) = &report {
+        eprint!("{}", r.render());
+        if let Some(path) = &opts.report {
+            r.write(path)?;
+        }
     }
     Ok((end, report))
 }

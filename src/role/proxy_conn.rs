@@ -2,7 +2,9 @@
 //! thread decodes.
 //!
 //! Each pump reads a chunk from one side, writes it to the other side
-//! unchanged, and then queues it for the connection's [`Decoder`], which
+//! unchanged, and then queues it for the connection's [`Decoder`] (a chunk
+//! the socket takes only part of at once is queued before the rest is
+//! waited for), which
 //! runs on the recording's thread as a [`Watch`] (see
 //! [`crate::record::watch`]). Nothing else happens on the forwarding path:
 //! the kernel wakes the reader of a Unix socket on the writer's CPU,
@@ -11,9 +13,10 @@
 //! just woken. Decoding in this task made one connection's added latency
 //! about a tenth higher than with bare forwarding (scripts/bench.sh).
 //!
-//! The two pumps are futures of one task, so a chunk is queued right after
-//! its write, with no await in between, before the other pump can read the
-//! answer to it: the notes are in read order across both directions. The
+//! The two pumps are futures of one task, and a chunk is queued as soon as
+//! any of it went out, with no await in between, so before the other pump
+//! can read an answer to it: the notes are in read order across both
+//! directions. The
 //! queue is bounded (the recorder's channel): when the recording thread
 //! falls behind, the pumps wait, and nothing is dropped. Waiting for room
 //! must not let the answer overtake the note that waits (a pump given room
@@ -133,7 +136,12 @@ pub(crate) async fn serve(down: UnixStream, shared: Arc<Shared>, cancel: Cancell
         pump(Direction::ToServer, down_r, up_w, &notes, &conn_cancel),
         pump(Direction::ToClient, up_r, down_w, &notes, &conn_cancel),
     );
-    shared.record(Entry::Unwatch { conn: id }).await;
+    shared
+        .record(Entry::Unwatch {
+            conn: id,
+            at: Instant::now(),
+        })
+        .await;
 }
 
 /// Forwards one direction until end of stream, an error or cancellation.
@@ -170,14 +178,26 @@ async fn forward(
         match read {
             Ok(Some(bytes)) => {
                 let at = Instant::now();
-                let written = tokio::select! {
-                    biased;
-                    _ = &mut cancelled => None,
-                    w = dst.write_all(&bytes) => Some(w),
+                // Usually the socket takes the whole chunk at once, and it
+                // is queued after. When it takes only part, the chunk is
+                // queued before the rest is waited for: an answer to the
+                // part may come back meanwhile.
+                let sent = dst.try_write(&bytes);
+                let chunk = Chunk {
+                    dir,
+                    bytes: bytes.clone(),
+                    at,
                 };
-                // Queued whatever became of the write: the bytes were read
-                // (and may be partly written).
-                notes.put(Note::Chunk(Chunk { dir, bytes, at })).await;
+                notes.put(Note::Chunk(chunk)).await;
+                let written = match sent {
+                    Err(e) => Some(Err(e)),
+                    Ok(n) if n == bytes.len() => Some(Ok(())),
+                    Ok(n) => tokio::select! {
+                        biased;
+                        _ = &mut cancelled => None,
+                        w = dst.write_all(&bytes[n..]) => Some(w),
+                    },
+                };
                 match written {
                     None => return None,
                     Some(Ok(())) => {}

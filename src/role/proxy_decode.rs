@@ -147,7 +147,7 @@ impl Watch for Decoder {
     /// Both pumps are gone: ends both streams (whatever the reason),
     /// records what was cut short, the requests never answered and the
     /// connection's close.
-    fn finish(mut self: Box<Self>, record: &mut dyn FnMut(Entry)) {
+    fn finish(mut self: Box<Self>, at: Instant, record: &mut dyn FnMut(Entry)) {
         let (id, last) = (self.id, self.last);
         let mut out = std::mem::take(&mut self.out);
         for dir in [Direction::ToServer, Direction::ToClient] {
@@ -175,7 +175,7 @@ impl Watch for Decoder {
             conn: id,
             to_server,
             to_client,
-            at: Instant::now(),
+            at,
         });
     }
 }

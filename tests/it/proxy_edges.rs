@@ -117,7 +117,8 @@ fn the_recording_thread_runs_ten_steps_nicer_than_the_forwarding_threads() {
     };
     let recorder = nice_of("plugtap-recorde").expect("a recording thread");
     let worker = nice_of("tokio-rt-worker").expect("a worker thread");
-    assert_eq!(recorder - worker, 10);
+    // Nice values stop at 19 (if the tests already run niced).
+    assert_eq!(recorder, (worker + 10).min(19));
     p.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(p.exit_code(), 0);
 }
