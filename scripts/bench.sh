@@ -10,7 +10,8 @@
 # and prints calls/s, the ratio to socat, the p50/p99 latency added over
 # direct, and the relay's CPU time per call. Not part of the test suite.
 # A shared 2-core VM is noisy from one run to the next, so every
-# configuration runs BENCH_ROUNDS times, the paths taking turns, and the
+# configuration runs BENCH_ROUNDS times, the paths taking turns (in an
+# order that rotates each round: 4 rounds put each path in each place), and the
 # table shows each figure's median over the rounds. Each recording is
 # checked (its `end` line counts at least two frames per call) and then
 # deleted, so the disk does not fill up.
@@ -72,7 +73,11 @@ results="$out/results.jsonl"
 for round in $(seq "$rounds"); do
 for payload in small 4k; do
   for conns in 1 16; do
-    for kind in direct plugtap socat bare; do
+    # The order rotates from round to round, so no path always runs
+    # right after the same one (a heavy run can leave the machine busier).
+    kinds=(direct plugtap socat bare)
+    for i in 0 1 2 3; do
+      kind=${kinds[$(( (i + round) % 4 ))]}
       start_relay "$kind" "$payload-$conns"
       before=0; [ -n "$relay_pid" ] && before=$(cpu_ticks "$relay_pid")
       "$bin" -q client --spec "$out/$payload.json" --socket "$front" \
