@@ -265,22 +265,14 @@ impl WrapperRecording {
 
     /// Writes what is queued and the `end` line with `reason`.
     pub async fn finish(self, reason: &str) -> Result<()> {
-        let path = self.recorder.path().map(Path::to_owned).unwrap_or_default();
         drop(self.handle);
-        let stats = self
-            .recorder
+        self.recorder
             .finish(reason)
             .await
             .map_err(|source| Error::Io {
                 context: "recording".into(),
                 source,
             })?;
-        tracing::info!(
-            "recorded {} frames ({} events) in {}",
-            stats.frames,
-            stats.events,
-            path.display()
-        );
         Ok(())
     }
 }

@@ -35,6 +35,7 @@ const CAPACITY: usize = 8192;
 const BUFFER: usize = 256 * 1024;
 
 /// How much nicer than the rest of plugtap the writer's thread runs.
+#[cfg(target_os = "linux")]
 const NICE: i32 = 10;
 
 /// How long the writer waits for more events before writing a batch.
@@ -101,30 +102,14 @@ impl Recorder {
         // Only MsgPack:1 frames are left without `raw` when they
         // re-encode (see `reencode`).
         let reencode = info.protocol == Protocol::MsgPack1 && !info.keep_raw;
-        let out = Output {
-            file: Some(file),
-            buf: Vec::with_capacity(BUFFER + 64 * 1024),
-            start,
-            started,
-            reencode,
-            stats: Stats::default(),
-            error: None,
-        };
+        let out = Output::new(Some(file), start, started, reencode);
         Recorder::spawn(out, Some(path.to_owned()))
     }
 
     /// The thread without a file: it runs the [`Watch`](super::Watch)es queued to it
     /// (the proxy's decoding and live log) and writes nothing.
     pub fn watch_only() -> std::io::Result<Recorder> {
-        let out = Output {
-            file: None,
-            buf: Vec::new(),
-            start: Instant::now(),
-            started: Utc::now(),
-            reencode: false,
-            stats: Stats::default(),
-            error: None,
-        };
+        let out = Output::new(None, Instant::now(), Utc::now(), false);
         Recorder::spawn(out, None)
     }
 
@@ -158,8 +143,9 @@ impl Recorder {
     }
 
     /// Writes everything queued so far (finishing any watch still open),
-    /// then the `end` line, and closes the file. Entries queued after this
-    /// call are not written, so call it once every connection is done.
+    /// then the `end` line, and closes the file (logging what it holds).
+    /// Entries queued after this call are not written, so call it once
+    /// every connection is done.
     pub async fn finish(self, reason: &str) -> std::io::Result<Stats> {
         self.tx
             .send(Entry::Finish {
@@ -168,10 +154,19 @@ impl Recorder {
             .await;
         drop(self.tx);
         let thread = self.thread;
-        tokio::task::spawn_blocking(move || thread.join())
+        let stats = tokio::task::spawn_blocking(move || thread.join())
             .await
             .map_err(std::io::Error::other)?
-            .map_err(|_| std::io::Error::other("the recording thread panicked"))?
+            .map_err(|_| std::io::Error::other("the recording thread panicked"))??;
+        if let Some(path) = &self.path {
+            tracing::info!(
+                "recorded {} frames ({} events) in {}",
+                stats.frames,
+                stats.events,
+                path.display()
+            );
+        }
+        Ok(stats)
     }
 }
 
@@ -252,6 +247,23 @@ impl Writer {
 }
 
 impl Output {
+    fn new(file: Option<File>, start: Instant, started: DateTime<Utc>, reencode: bool) -> Output {
+        let capacity = if file.is_some() {
+            BUFFER + 64 * 1024
+        } else {
+            0
+        };
+        Output {
+            file,
+            buf: Vec::with_capacity(capacity),
+            start,
+            started,
+            reencode,
+            stats: Stats::default(),
+            error: None,
+        }
+    }
+
     /// Writes the `end` line and flushes.
     fn end(mut self, reason: Option<String>) -> std::io::Result<Stats> {
         if self.file.is_none() {

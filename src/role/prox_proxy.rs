@@ -185,19 +185,10 @@ pub async fn run(opts: ProxWrapperOptions) -> Result<ProxyEnd> {
     .await;
     drain(&connections, &tracker).await;
     drop(base);
-    let path = recorder.path().map(ToOwned::to_owned);
-    let stats = recorder
+    recorder
         .finish(&format!("the plugin exited ({how})"))
         .await
         .map_err(io("recording"))?;
-    if let Some(path) = path {
-        tracing::info!(
-            "recorded {} frames ({} events) in {}",
-            stats.frames,
-            stats.events,
-            path.display()
-        );
-    }
     written.wait(Duration::from_secs(1)).await;
     Ok(end)
 }

@@ -24,7 +24,7 @@
 //! it can and forwards the rest to the real server, so only new
 //! interactions reach it. `MsgPack:1` only.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -291,22 +291,13 @@ async fn run_proxy(
         .as_ref()
         .map(|side| side.misses.report(&side.replies));
     drop(shared);
-    let path = recorder.path().map(Path::to_owned);
     let reason = match &end {
         ProxyEnd::Signal(s) => format!("{s} received"),
         ProxyEnd::ChildExited { status, .. } => {
             format!("the server exited ({})", process::describe(*status))
         }
     };
-    let stats = recorder.finish(&reason).await.map_err(io("recording"))?;
-    if let Some(path) = path {
-        tracing::info!(
-            "recorded {} frames ({} events) in {}",
-            stats.frames,
-            stats.events,
-            path.display()
-        );
-    }
+    recorder.finish(&reason).await.map_err(io("recording"))?;
     // After the recording is finished, so a failed write leaves it whole.
     if let Some(r) = &report {
         eprint!("{}", r.render());
