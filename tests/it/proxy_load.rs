@@ -14,30 +14,8 @@ use crate::support::{self, Proc};
 fn sixty_four_connections_times_a_thousand_calls_lose_nothing() {
     let dir = support::tmpdir();
     let d = dir.path();
-    let server_spec = write_spec(d, "server.json", PING_SERVER);
-    let client_spec = write_spec(d, "client.json", PING_CLIENT);
-    let mut server = support::mock_server(
-        d,
-        Path::new(&server_spec),
-        "back.sock",
-        &["-q", "--no-conversations"],
-    );
-    let mut proxy = proxy(d, "front.sock", "back.sock", "rec.jsonl", &["-q"]);
-    let mut client = Proc::plugtap(
-        d,
-        &[
-            "client",
-            "--spec",
-            &client_spec,
-            "--socket",
-            "front.sock",
-            "--concurrency",
-            "64",
-            "--repeat",
-            "1000",
-            "--json",
-        ],
-    );
+    let (mut server, mut proxy, mut client) =
+        load_through_proxy(d, &["--concurrency", "64", "--repeat", "1000", "--json"]);
     let status = client
         .wait_for(Duration::from_secs(120))
         .expect("load run ends");
@@ -103,29 +81,8 @@ fn sixty_four_connections_times_a_thousand_calls_lose_nothing() {
 fn sigterm_under_load_leaves_a_complete_recording_and_no_socket() {
     let dir = support::tmpdir();
     let d = dir.path();
-    let server_spec = write_spec(d, "server.json", PING_SERVER);
-    let client_spec = write_spec(d, "client.json", PING_CLIENT);
-    let mut server = support::mock_server(
-        d,
-        Path::new(&server_spec),
-        "back.sock",
-        &["-q", "--no-conversations"],
-    );
-    let mut proxy = proxy(d, "front.sock", "back.sock", "rec.jsonl", &["-q"]);
-    let mut client = Proc::plugtap(
-        d,
-        &[
-            "client",
-            "--spec",
-            &client_spec,
-            "--socket",
-            "front.sock",
-            "--concurrency",
-            "16",
-            "--duration",
-            "20",
-        ],
-    );
+    let (mut server, mut proxy, mut client) =
+        load_through_proxy(d, &["--concurrency", "16", "--duration", "20"]);
     std::thread::sleep(Duration::from_millis(1500));
     proxy.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(proxy.exit_code(), 0, "{}", proxy.stderr());
@@ -148,4 +105,23 @@ fn sigterm_under_load_leaves_a_complete_recording_and_no_socket() {
     let closes = lines.iter().filter(|l| matches!(l, Line::Close(_))).count();
     assert_eq!(opens, 17, "16 and wait_for_socket's probe");
     assert_eq!(closes, opens, "every connection recorded as closed");
+}
+
+/// The mock ping server on `back.sock`, the proxy in front of it
+/// recording to `rec.jsonl`, and a load client with `load` options
+/// through the proxy: (server, proxy, client).
+fn load_through_proxy(d: &Path, load: &[&str]) -> (Proc, Proc, Proc) {
+    let server_spec = write_spec(d, "server.json", PING_SERVER);
+    let client_spec = write_spec(d, "client.json", PING_CLIENT);
+    let server = support::mock_server(
+        d,
+        Path::new(&server_spec),
+        "back.sock",
+        &["-q", "--no-conversations"],
+    );
+    let proxy = proxy(d, "front.sock", "back.sock", "rec.jsonl", &["-q"]);
+    let mut args = vec!["client", "--spec", &client_spec, "--socket", "front.sock"];
+    args.extend_from_slice(load);
+    let client = Proc::plugtap(d, &args);
+    (server, proxy, client)
 }
