@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::Limits;
+use crate::message::msgpack_scan::Scanned;
 use crate::message::{Direction, MessageView};
 use crate::protocol::Protocol;
 
@@ -78,6 +79,24 @@ pub struct Frame {
     pub view: MessageView,
     /// For a reply: the request it answers.
     pub reply: Option<Reply>,
+    /// Set when `view.value` was not built (it is `null`): the frame was
+    /// only scanned (MsgPack:1, [`Conversation::scan_only`]), and its value
+    /// is in `raw`. [`Frame::build_value`] builds it.
+    pub scanned: Option<Scanned>,
+}
+
+impl Frame {
+    /// Builds `view.value` of a frame that was only scanned.
+    pub fn build_value(&mut self) {
+        if let Some(scanned) = self.scanned.take() {
+            match scanned.build(&self.raw) {
+                Some(value) => self.view.value = value,
+                // The scan takes only what the fast view takes (tested
+                // there); should that ever fail, the log says so.
+                None => self.view.problem = Some("the decoded value was lost".into()),
+            }
+        }
+    }
 }
 
 /// What a reply answers, correlated on its own connection (msgids repeat
@@ -138,6 +157,11 @@ pub struct Undecodable {
 pub trait Conversation: Send {
     /// The protocol decoded.
     fn protocol(&self) -> Protocol;
+
+    /// From now on, leave out the value of each frame that can be written
+    /// straight from its bytes ([`Frame::scanned`]); a no-op for protocols
+    /// without such frames.
+    fn scan_only(&mut self) {}
 
     /// Feeds a chunk; appends what it completes to `out`, in stream order.
     fn observe(&mut self, chunk: &Chunk, out: &mut Vec<Observed>);

@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use super::{Chunk, Conversation, Frame, Observed, Reply, Undecodable};
 use crate::codec::{CodecError, Limits, MsgpackCodec};
 use crate::message::msgpack_rpc::view_of;
+use crate::message::msgpack_scan::scan;
 use crate::message::msgpack_view::fast_view;
 use crate::message::{Direction, Kind};
 use crate::protocol::Protocol;
@@ -47,6 +48,9 @@ pub struct MsgpackConversation {
     pending: Vec<(Direction, Pending)>,
     /// Containers a message may nest (the codec's checked limit).
     max_depth: usize,
+    /// Leave out the values that can be written from the bytes
+    /// ([`Conversation::scan_only`]).
+    scan_only: bool,
 }
 
 impl MsgpackConversation {
@@ -61,6 +65,7 @@ impl MsgpackConversation {
             to_client: side(),
             pending: Vec::new(),
             max_depth: limits.max_depth.clamp(1, Limits::MAX_DEPTH_CEILING),
+            scan_only: false,
         }
     }
 
@@ -93,9 +98,13 @@ impl Conversation for MsgpackConversation {
         Protocol::MsgPack1
     }
 
+    fn scan_only(&mut self) {
+        self.scan_only = true;
+    }
+
     fn observe(&mut self, chunk: &Chunk, out: &mut Vec<Observed>) {
         let dir = chunk.dir;
-        let max_depth = self.max_depth;
+        let (max_depth, scan_only) = (self.max_depth, self.scan_only);
         self.side(dir).buf.extend_from_slice(&chunk.bytes);
         loop {
             let side = self.side(dir);
@@ -115,9 +124,17 @@ impl Conversation for MsgpackConversation {
                     continue;
                 }
             };
-            // What Kong and the servers send takes the fast path; the
-            // rest is decoded into a value first, the same view either way.
-            let fast = fast_view(&raw, max_depth);
+            // What Kong and the servers send takes the fast path (only
+            // scanned when the value can wait); the rest is decoded into a
+            // value first, the same view either way.
+            let mut scanned = None;
+            let fast = match scan_only.then(|| scan(&raw, max_depth)).flatten() {
+                Some((view, s)) => {
+                    scanned = Some(s);
+                    Some(view)
+                }
+                None => fast_view(&raw, max_depth),
+            };
             let mut view = match fast {
                 Some(view) => view,
                 None => match side.codec.value_of(offset, &raw) {
@@ -170,6 +187,7 @@ impl Conversation for MsgpackConversation {
                 raw,
                 view,
                 reply,
+                scanned,
             }));
         }
     }

@@ -119,6 +119,7 @@ impl Conversation for ProtobufStream {
                 raw: frame.raw,
                 view: obs.view,
                 reply,
+                scanned: None,
             }));
         }
     }
@@ -147,6 +148,7 @@ impl Conversation for ProtobufStream {
                 raw: Bytes::new(),
                 view,
                 reply: None,
+                scanned: None,
             }));
         }
     }

@@ -171,6 +171,7 @@ impl Conversation for ProxStream {
                 raw: frame.raw,
                 view: obs.view,
                 reply,
+                scanned: None,
             }));
         }
     }
@@ -201,6 +202,7 @@ impl Conversation for ProxStream {
                 raw: Bytes::new(),
                 view,
                 reply: None,
+                scanned: None,
             }));
         }
     }

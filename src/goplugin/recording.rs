@@ -171,6 +171,7 @@ impl Recording {
             raw: raw.unwrap_or_default(),
             view,
             reply,
+            scanned: None,
         };
         self.tx
             .send(Entry::Observed {

@@ -8,6 +8,7 @@
 //! [`crate::value_json`] for msgpack).
 
 pub mod msgpack_rpc;
+pub mod msgpack_scan;
 pub mod msgpack_view;
 pub mod protobuf;
 pub mod prox;
@@ -153,6 +154,12 @@ impl MessageView {
     /// One-line summary: kind, id, method and the shortened payload (or the
     /// error). With `full`, nothing is shortened.
     pub fn summary(&self, full: bool) -> String {
+        self.summary_with(full, None)
+    }
+
+    /// [`summary`](Self::summary) with the payload's JSON text given, for a
+    /// view whose value was left out.
+    pub fn summary_with(&self, full: bool, payload: Option<&str>) -> String {
         let mut s = String::from(self.kind.label());
         if let Some(id) = self.id {
             s.push_str(&format!(" #{id}"));
@@ -177,7 +184,10 @@ impl MessageView {
             Some(e) => s.push_str(&format!(" error: {}", shorten(e, max))),
             None => {
                 s.push(' ');
-                s.push_str(&shorten(&self.payload().to_string(), max));
+                match payload {
+                    Some(text) => s.push_str(&shorten(text, max)),
+                    None => s.push_str(&shorten(&self.payload().to_string(), max)),
+                }
             }
         }
         s

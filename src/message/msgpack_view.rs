@@ -163,7 +163,7 @@ impl Reader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::message::msgpack_rpc::view_of;
     use rmpv::Value;
@@ -175,11 +175,11 @@ mod tests {
     }
 
     /// The fast view, when there is one, equals the general path's.
-    fn check(v: &Value) -> bool {
-        let raw = encode(v);
-        match fast_view(&raw, 64) {
+    fn check(raw: &[u8]) -> bool {
+        let v = rmpv::decode::read_value(&mut &raw[..]).unwrap();
+        match fast_view(raw, 64) {
             Some(view) => {
-                assert_eq!(view, view_of(v), "{v}");
+                assert_eq!(view, view_of(&v), "{v}");
                 true
             }
             None => false,
@@ -190,11 +190,13 @@ mod tests {
         Value::Array(vec![0.into(), 7.into(), "plugin.Step".into(), params])
     }
 
-    #[test]
-    fn common_messages_take_the_fast_path() {
-        let map = |pairs: Vec<(&str, Value)>| {
-            Value::Map(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
-        };
+    fn map(pairs: Vec<(&str, Value)>) -> Value {
+        Value::Map(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
+    /// Encoded messages: those the fast path takes, and well-formed
+    /// msgpack it leaves to the general path.
+    pub(crate) fn samples() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         let params = Value::Array(vec![
             Value::Nil,
             true.into(),
@@ -217,8 +219,13 @@ mod tests {
             map(vec![("a", 1.into()), ("$b", 2.into())]),
             map(vec![]),
             Value::Array((0..70_000).map(Value::from).collect()),
+            Value::Map(
+                (0..40)
+                    .map(|i| (format!("k{i}").into(), i.into()))
+                    .collect(),
+            ),
         ]);
-        for v in [
+        let fast = [
             req(params.clone()),
             req(Value::Array(vec![])),
             Value::Array(vec![1.into(), 7.into(), Value::Nil, params.clone()]),
@@ -236,15 +243,9 @@ mod tests {
                 "m".into(),
                 1.into(),
             ]),
-        ] {
-            assert!(check(&v), "{v}");
-        }
-    }
-
-    #[test]
-    fn the_rest_takes_the_general_path() {
+        ];
         let bytes = |b: &[u8]| Value::Binary(b.to_vec());
-        for params in [
+        let mut general: Vec<Value> = [
             bytes(b"\x00\xff"),
             Value::Ext(3, vec![1, 2]),
             Value::F32(1.5),
@@ -254,10 +255,11 @@ mod tests {
             Value::Map(vec![("a".into(), 1.into()), ("a".into(), 2.into())]),
             Value::Map(vec![("$bin".into(), 1.into())]),
             Value::Array(vec![Value::Map(vec![(Value::Nil, Value::Nil)])]),
-        ] {
-            assert!(!check(&req(params.clone())), "{params}");
-        }
-        for v in [
+        ]
+        .into_iter()
+        .map(req)
+        .collect();
+        general.extend([
             Value::Array(vec![0.into(), 7.into(), "m".into()]),
             Value::Array(vec![
                 0.into(),
@@ -272,11 +274,29 @@ mod tests {
             Value::Array(vec![2.into(), Value::Nil, 1.into()]),
             "not an array".into(),
             Value::Array(vec![]),
-        ] {
-            assert!(!check(&v), "{v}");
-        }
+        ]);
+        let mut general: Vec<Vec<u8>> = general.iter().map(encode).collect();
         // A string that is not UTF-8 as params.
-        assert!(fast_view(&[0x94, 0x00, 0x07, 0xa1, b'm', 0xa2, 0xff, 0xfe], 64).is_none());
+        general.push(vec![0x94, 0x00, 0x07, 0xa1, b'm', 0xa2, 0xff, 0xfe]);
+        (fast.iter().map(encode).collect(), general)
+    }
+
+    #[test]
+    fn common_messages_take_the_fast_path() {
+        for raw in samples().0 {
+            assert!(check(&raw), "{raw:02x?}");
+        }
+    }
+
+    #[test]
+    fn the_rest_takes_the_general_path() {
+        for raw in samples().1 {
+            if rmpv::decode::read_value(&mut &raw[..]).is_ok() {
+                assert!(!check(&raw), "{raw:02x?}");
+            } else {
+                assert!(fast_view(&raw, 64).is_none());
+            }
+        }
         // Cut short, trailing bytes, too deep.
         let raw = encode(&req(1.into()));
         assert!(fast_view(&raw[..raw.len() - 1], 64).is_none());
@@ -288,9 +308,9 @@ mod tests {
         assert!(fast_view(&encode(&deep), 3).is_some());
     }
 
-    /// Pseudo-random values (a fixed xorshift sequence) agree either way.
-    #[test]
-    fn random_values_agree() {
+    /// `n` pseudo-random messages (a fixed xorshift sequence), encoded;
+    /// many take the fast path, many do not.
+    pub(crate) fn random_messages(n: usize) -> Vec<Vec<u8>> {
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
             state ^= state << 13;
@@ -307,7 +327,7 @@ mod tests {
                 3 => (next() as i64).into(),
                 4 => next().into(),
                 5 => Value::F64(f64::from_bits(next())),
-                6 => ["a", "$a", "b", "ü", ""][(next() % 5) as usize].into(),
+                6 => ["a", "$a", "b", "ü", "\"\\\u{1}"][(next() % 5) as usize].into(),
                 7 => Value::F32(next() as f32),
                 8 => Value::Binary(vec![next() as u8]),
                 9 | 10 => Value::Array((0..next() % 4).map(|_| random(next, depth - 1)).collect()),
@@ -318,19 +338,25 @@ mod tests {
                 ),
             }
         }
-        let mut fast = 0;
-        for _ in 0..5000 {
-            let params = random(&mut next, 3);
-            let kind = next() % 3;
-            let v = match kind {
-                0 => req(params),
-                1 => Value::Array(vec![1.into(), 3.into(), random(&mut next, 1), params]),
-                _ => Value::Array(vec![2.into(), "serverPid".into(), params]),
-            };
-            if check(&v) {
-                fast += 1;
-            }
-        }
+        (0..n)
+            .map(|_| {
+                let params = random(&mut next, 3);
+                let v = match next() % 3 {
+                    0 => req(params),
+                    1 => Value::Array(vec![1.into(), 3.into(), random(&mut next, 1), params]),
+                    _ => Value::Array(vec![2.into(), "serverPid".into(), params]),
+                };
+                encode(&v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn random_values_agree() {
+        let fast = random_messages(5000)
+            .iter()
+            .filter(|raw| check(raw))
+            .count();
         assert!(fast > 500, "only {fast} took the fast path");
     }
 }

@@ -13,6 +13,7 @@ use super::{
     UndecodableEvent,
 };
 use crate::conversation::Observed;
+use crate::message::msgpack_scan::Scanned;
 use crate::message::{Direction, MessageView};
 use crate::net::ConnId;
 
@@ -127,6 +128,9 @@ pub(super) enum Converted {
     Frame {
         event: FrameEvent,
         raw: Option<bytes::Bytes>,
+        /// Set when `event.msg.value` was left out: it is written from
+        /// `raw` (which a scanned frame always has: it is never redacted).
+        scanned: Option<Scanned>,
     },
     /// Any other line, serialised with serde.
     Line(Line),
@@ -170,6 +174,7 @@ impl Entry {
                 return Converted::Frame {
                     event,
                     raw: (!redacted).then_some(f.raw),
+                    scanned: f.scanned,
                 };
             }
             Entry::Observed {

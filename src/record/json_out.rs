@@ -4,14 +4,18 @@
 //! frame's raw bytes would be scanned for escapes it can never need; with
 //! 4 KiB params that was most of the recorder's time. Here strings are
 //! scanned eight bytes at a time, base64 is written straight into the
-//! output, and everything else (numbers, enum names) still goes through
-//! serde_json. The output parses to exactly what serde would have written
-//! (tested against it in this file and by every test that reads a
-//! recording back).
+//! output ([`super::base64_out`]), a scanned frame's value is written from
+//! its msgpack bytes ([`super::msgpack_text`]), numbers and the common
+//! names by hand, and the rare rest through serde_json. The output parses
+//! to exactly what serde would have written (tested against it in this
+//! file and by every test that reads a recording back).
 
 use serde_json::Value as Json;
 
-use super::FrameEvent;
+use super::base64_out::base64;
+use super::{FrameEvent, msgpack_text};
+use crate::message::msgpack_scan::Scanned;
+use crate::message::{Direction, Kind};
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -40,7 +44,11 @@ fn block_needs_escape(block: &[u8; BLOCK]) -> bool {
 
 /// Writes `s` as a JSON string.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
+    write_utf8(out, s.as_bytes());
+}
+
+/// Writes `bytes`, which must be UTF-8, as a JSON string.
+pub(super) fn write_utf8(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let (mut start, mut i) = (0, 0);
@@ -92,68 +100,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Every 12-bit value as its two base64 characters (little-endian).
-static PAIRS: [u16; 4096] = {
-    let mut t = [0u16; 4096];
-    let mut i = 0;
-    while i < 4096 {
-        t[i] = u16::from_le_bytes([ALPHABET[i >> 6], ALPHABET[i & 63]]);
-        i += 1;
-    }
-    t
-};
-
-/// The eight characters of 48 bits (the low 48 of `n`), little-endian.
-fn eight(n: u64) -> [u8; 8] {
-    let pair = |shift: u32| u64::from(PAIRS[(n >> shift) as usize & 0xfff]);
-    (pair(36) | pair(24) << 16 | pair(12) << 32 | pair(0) << 48).to_le_bytes()
-}
-
-/// Appends standard base64 (with padding): six input bytes are read as
-/// one word and become eight characters through four table lookups,
-/// written into the output sized once.
-pub fn base64(out: &mut Vec<u8>, raw: &[u8]) {
-    let start = out.len();
-    out.resize(start + raw.len().div_ceil(3) * 4, 0);
-    let dst = &mut out[start..];
-    // Eight bytes read, six used: the last group or two go below.
-    let words = if raw.len() >= 8 {
-        (raw.len() - 2) / 6
-    } else {
-        0
-    };
-    let (body, tail) = dst.split_at_mut(words * 8);
-    for (k, d) in body.chunks_exact_mut(8).enumerate() {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&raw[k * 6..k * 6 + 8]);
-        d.copy_from_slice(&eight(u64::from_be_bytes(w) >> 16));
-    }
-    let rest = &raw[words * 6..];
-    let mut chunks = rest.chunks_exact(3);
-    let mut d = tail.chunks_exact_mut(4);
-    for (c, d) in (&mut chunks).zip(&mut d) {
-        let n = (usize::from(c[0]) << 16) | (usize::from(c[1]) << 8) | usize::from(c[2]);
-        d[..2].copy_from_slice(&PAIRS[n >> 12].to_le_bytes());
-        d[2..].copy_from_slice(&PAIRS[n & 0xfff].to_le_bytes());
-    }
-    let last = d.next();
-    match (chunks.remainder(), last) {
-        (&[a], Some(d)) => {
-            d[..2].copy_from_slice(&PAIRS[usize::from(a) << 4].to_le_bytes());
-            d[2..].copy_from_slice(b"==");
-        }
-        (&[a, b], Some(d)) => {
-            let n = (usize::from(a) << 10) | (usize::from(b) << 2);
-            d[..2].copy_from_slice(&PAIRS[n >> 6].to_le_bytes());
-            d[2] = ALPHABET[n & 63];
-            d[3] = b'=';
-        }
-        _ => {}
-    }
-}
-
 /// Writes a JSON value.
 pub fn write_value(out: &mut Vec<u8>, v: &Json) {
     match v {
@@ -196,24 +142,71 @@ fn field(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b"\":");
 }
 
-fn number(out: &mut Vec<u8>, mut n: u64) {
+pub(super) fn number(out: &mut Vec<u8>, mut n: u64) {
+    // Most numbers in a recording are small (msgids, offsets, lengths).
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while n > 0 {
         i -= 1;
         digits[i] = b'0' + (n % 10) as u8;
         n /= 10;
-        if n == 0 {
-            break;
-        }
     }
     out.extend_from_slice(&digits[i..]);
+}
+
+/// Writes a kind or direction as serde names it: the common ones as
+/// they are, any other through serde.
+fn name<T: serde::Serialize>(out: &mut Vec<u8>, known: Option<&str>, value: &T) {
+    match known {
+        Some(name) => {
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'"');
+        }
+        None => {
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+    }
+}
+
+fn kind_name(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::Request => Some("request"),
+        Kind::Response => Some("response"),
+        Kind::Notification => Some("notification"),
+        _ => None,
+    }
+}
+
+fn dir_name(dir: Direction) -> &'static str {
+    match dir {
+        Direction::ToServer => "to_server",
+        Direction::ToClient => "to_client",
+    }
+}
+
+/// Where a `frame` line's `msg.value` comes from.
+pub enum ValueSource<'a> {
+    /// The event's own `msg.value`.
+    Built,
+    /// A scanned frame's bytes, its value written straight from them
+    /// ([`super::msgpack_text`]).
+    Scanned(&'a [u8], &'a Scanned),
 }
 
 /// Writes a `frame` line (without the newline) with the raw bytes given
 /// separately, so their base64 goes straight into `out`. `event.raw` is
 /// ignored; `raw` is written when it is `Some`.
-pub fn write_frame(out: &mut Vec<u8>, event: &FrameEvent, raw: Option<&[u8]>) {
+pub fn write_frame(
+    out: &mut Vec<u8>,
+    event: &FrameEvent,
+    raw: Option<&[u8]>,
+    value: ValueSource<'_>,
+) {
     out.extend_from_slice(b"{\"type\":\"frame\",\"seq\":");
     number(out, event.stamp.seq);
     field(out, "t_us");
@@ -223,7 +216,7 @@ pub fn write_frame(out: &mut Vec<u8>, event: &FrameEvent, raw: Option<&[u8]>) {
     field(out, "conn");
     number(out, event.conn);
     field(out, "dir");
-    let _ = serde_json::to_writer(&mut *out, &event.dir);
+    name(out, Some(dir_name(event.dir)), &event.dir);
     field(out, "offset");
     number(out, event.offset);
     field(out, "len");
@@ -245,7 +238,7 @@ pub fn write_frame(out: &mut Vec<u8>, event: &FrameEvent, raw: Option<&[u8]>) {
     let m = &event.msg;
     field(out, "msg");
     out.extend_from_slice(b"{\"kind\":");
-    let _ = serde_json::to_writer(&mut *out, &m.kind);
+    name(out, kind_name(m.kind), &m.kind);
     if let Some(id) = m.id {
         field(out, "id");
         number(out, id);
@@ -261,7 +254,17 @@ pub fn write_frame(out: &mut Vec<u8>, event: &FrameEvent, raw: Option<&[u8]>) {
         }
     }
     field(out, "value");
-    write_value(out, &m.value);
+    match value {
+        ValueSource::Built => write_value(out, &m.value),
+        ValueSource::Scanned(bytes, scanned) => {
+            if !msgpack_text::write_json(out, bytes, scanned) {
+                // Cannot happen to bytes the scan took; if it did, the
+                // value is built the long way and the line stays whole.
+                let built = scanned.build(bytes).unwrap_or_default();
+                write_value(out, &built);
+            }
+        }
+    }
     out.push(b'}');
     if let Some(r) = &event.reply {
         field(out, "reply");
@@ -283,28 +286,11 @@ pub fn write_frame(out: &mut Vec<u8>, event: &FrameEvent, raw: Option<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Direction, Kind, MessageView};
+    use crate::message::MessageView;
     use crate::record::{Line, ReplyInfo, Stamp};
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as B64;
     use serde_json::json;
-
-    #[test]
-    fn base64_matches_the_crate() {
-        let data: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
-        for len in 0..40 {
-            let mut out = Vec::new();
-            base64(&mut out, &data[..len]);
-            assert_eq!(
-                String::from_utf8(out).unwrap(),
-                B64.encode(&data[..len]),
-                "{len}"
-            );
-        }
-        let mut out = Vec::new();
-        base64(&mut out, &data);
-        assert_eq!(String::from_utf8(out).unwrap(), B64.encode(&data));
-    }
 
     #[test]
     fn numbers_match_std() {
@@ -385,10 +371,53 @@ mod tests {
                 },
                 reply,
             };
-            let mut out = Vec::new();
-            write_frame(&mut out, &event, raw.as_deref());
-            let expected = serde_json::to_string(&Line::Frame(event.clone())).unwrap();
-            assert_eq!(String::from_utf8(out).unwrap(), expected);
+            // Every kind and both directions, named as serde names them.
+            for (kind, dir) in [
+                Kind::Request,
+                Kind::Response,
+                Kind::Notification,
+                Kind::Malformed,
+                Kind::PdkArgs,
+                Kind::GrpcReset,
+            ]
+            .into_iter()
+            .zip(
+                [Direction::ToServer, Direction::ToClient]
+                    .into_iter()
+                    .cycle(),
+            ) {
+                let mut event = event.clone();
+                (event.msg.kind, event.dir) = (kind, dir);
+                let mut out = Vec::new();
+                write_frame(&mut out, &event, raw.as_deref(), ValueSource::Built);
+                let expected = serde_json::to_string(&Line::Frame(event)).unwrap();
+                assert_eq!(String::from_utf8(out).unwrap(), expected);
+            }
         }
+    }
+
+    #[test]
+    fn scanned_values_write_the_lines_built_ones_do() {
+        use crate::message::msgpack_scan::scan;
+        let value = json!([1, 9, null, {"a": [1, -2, 1.5, "x\u{1}\"", null, true], "b": {}}]);
+        let raw = crate::codec::msgpack::encode(&crate::value_json::from_json(&value).unwrap());
+        let (msg, scanned) = scan(&raw, 64).unwrap();
+        let mut event = FrameEvent {
+            stamp: Stamp::default(),
+            conn: 1,
+            dir: Direction::ToClient,
+            offset: 0,
+            len: raw.len() as u64,
+            raw: None,
+            reencodes: true,
+            redacted: false,
+            msg,
+            reply: None,
+        };
+        let mut out = Vec::new();
+        write_frame(&mut out, &event, None, ValueSource::Scanned(&raw, &scanned));
+        event.msg.value = value;
+        let expected = serde_json::to_string(&Line::Frame(event)).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 }

@@ -23,11 +23,16 @@
 //! [`redact`] applies `--redact` rules before anything is logged or
 //! written.
 
+mod base64_out;
+mod clock;
 mod entry;
 mod json_out;
+pub(crate) mod msgpack_text;
 pub mod reader;
 pub mod redact;
 mod reencode;
+#[cfg(test)]
+pub(crate) use reencode::msgpack_reencodes;
 pub mod watch;
 pub mod writer;
 

@@ -6,8 +6,9 @@
 //! too, so encoding `msg.value` again usually gives the frame's bytes
 //! back, byte for byte. The recorder checks exactly that for every frame
 //! (no copy is made: the encoding is compared with the raw bytes as it is
-//! written) and, when it holds, writes `"reencodes": true` instead of the
-//! base64 of the bytes. A 4 KiB frame's line shrinks by more than half,
+//! written; a frame the proxy only scanned already knows, see
+//! [`crate::message::msgpack_scan`]) and, when it holds, writes
+//! `"reencodes": true` instead of the base64 of the bytes. A 4 KiB frame's line shrinks by more than half,
 //! which is most of what recording costs under load (scripts/bench.sh).
 //! A frame whose bytes differ in any way (a wider encoding than needed, a
 //! NaN's payload bits) keeps its `raw`; `--keep-raw` keeps it always.
@@ -40,7 +41,7 @@ impl FrameEvent {
 }
 
 /// True when `value` encodes (MsgPack:1) to exactly `raw`.
-pub(super) fn msgpack_reencodes(value: &Json, raw: &[u8]) -> bool {
+pub(crate) fn msgpack_reencodes(value: &Json, raw: &[u8]) -> bool {
     let mut compare = Compare { rest: raw };
     encode(&mut compare, value).is_ok() && compare.rest.is_empty()
 }

@@ -19,13 +19,15 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use super::clock::{Clock, rfc3339};
 use super::entry::{Converted, Entry, RecordTx};
+use super::json_out::{self, ValueSource};
+use super::reencode;
 use super::watch::Watches;
 use super::{End, FORMAT, Header, Line, Stamp, VERSION};
-use super::{json_out, reencode};
 use crate::protocol::Protocol;
 
 /// Events queued before senders wait.
@@ -189,6 +191,7 @@ struct Output {
     reencode: bool,
     stats: Stats,
     error: Option<std::io::Error>,
+    clock: Clock,
 }
 
 impl Writer {
@@ -261,6 +264,7 @@ impl Output {
             reencode,
             stats: Stats::default(),
             error: None,
+            clock: Clock::default(),
         }
     }
 
@@ -290,7 +294,7 @@ impl Output {
         Stamp {
             seq: self.stats.events,
             t_us: since.as_micros() as u64,
-            at: rfc3339(wall),
+            at: self.clock.text(wall),
         }
     }
 
@@ -300,18 +304,28 @@ impl Output {
         }
         let mut stamps = |at| self.stamp(at);
         match entry.into_line(&mut stamps) {
-            Converted::Frame { mut event, mut raw } => {
+            Converted::Frame {
+                mut event,
+                raw,
+                scanned,
+            } => {
                 self.stats.frames += 1;
-                if self.reencode
-                    && let Some(bytes) = &raw
-                    && reencode::msgpack_reencodes(&event.msg.value, bytes)
-                {
-                    raw = None;
-                    event.reencodes = true;
-                }
+                // A scanned frame knows whether its value re-encodes; any
+                // other is encoded again and compared.
+                let reencodes = self.reencode
+                    && raw.as_ref().is_some_and(|bytes| match &scanned {
+                        Some(s) => s.canonical(),
+                        None => reencode::msgpack_reencodes(&event.msg.value, bytes),
+                    });
+                event.reencodes = reencodes;
+                let shown = if reencodes { None } else { raw.as_deref() };
+                let value = match (&scanned, &raw) {
+                    (Some(s), Some(bytes)) => ValueSource::Scanned(bytes, s),
+                    _ => ValueSource::Built,
+                };
                 // The hot path: written by hand, base64 straight into the
                 // buffer (this cannot fail, so no half line is left).
-                json_out::write_frame(&mut self.buf, &event, raw.as_deref());
+                json_out::write_frame(&mut self.buf, &event, shown, value);
                 self.buf.push(b'\n');
                 self.spill();
             }
@@ -382,9 +396,4 @@ fn lower_priority() {
     if let Err(e) = rustix::process::nice(NICE) {
         tracing::debug!("cannot lower the recording thread's priority: {e}");
     }
-}
-
-/// RFC 3339 with microseconds, UTC.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }

@@ -16,6 +16,7 @@ use crate::conversation::{self, Conversation, Observed};
 use crate::message::{Direction, MessageView};
 use crate::net::ConnId;
 use crate::protocol::Protocol;
+use crate::record::msgpack_text;
 use crate::record::redact::Redactor;
 use crate::record::{Entry, Note, Watch};
 
@@ -75,7 +76,12 @@ impl Decoder {
         settings: Arc<DecodeSettings>,
         cancel: CancellationToken,
     ) -> Option<Decoder> {
-        let conv = conversation::for_protocol(settings.protocol, settings.limits)?;
+        let mut conv = conversation::for_protocol(settings.protocol, settings.limits)?;
+        // Values are written to the recording straight from the bytes;
+        // only redaction needs them built.
+        if settings.redactor.is_empty() {
+            conv.scan_only();
+        }
         Some(Decoder {
             id,
             conv,
@@ -187,7 +193,10 @@ impl Decoder {
         let (id, shared) = (self.id, &*self.settings);
         match obs {
             Observed::Frame(f) => {
-                let redacted = !shared.redactor.is_empty() && shared.redactor.apply(&mut f.view);
+                let redacted = !shared.redactor.is_empty() && {
+                    f.build_value();
+                    shared.redactor.apply(&mut f.view)
+                };
                 if tracing::enabled!(tracing::Level::INFO) {
                     log_frame(id, f, shared);
                 }
@@ -243,13 +252,24 @@ fn log_frame(id: ConnId, f: &conversation::Frame, shared: &DecodeSettings) {
         colour,
         shared.colour,
     );
-    let summary = summary(&f.view, f.reply.as_ref(), shared.full_values);
+    // A scanned frame's payload is written from its bytes.
+    let payload = f.scanned.as_ref().map(|scanned| {
+        let mut text = Vec::new();
+        msgpack_text::write_json(&mut text, &f.raw[scanned.payload()..], scanned);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let summary = summary(&f.view, f.reply.as_ref(), shared.full_values, payload);
     tracing::info!("{id} {arrow} {summary}");
 }
 
-fn summary(view: &MessageView, reply: Option<&conversation::Reply>, full: bool) -> String {
+fn summary(
+    view: &MessageView,
+    reply: Option<&conversation::Reply>,
+    full: bool,
+    payload: Option<String>,
+) -> String {
     let Some(reply) = reply else {
-        return view.summary(full);
+        return view.summary_with(full, payload.as_deref());
     };
     let mut view = view.clone();
     let label = format!(
@@ -258,5 +278,93 @@ fn summary(view: &MessageView, reply: Option<&conversation::Reply>, full: bool) 
         reply.latency.as_secs_f64() * 1000.0
     );
     view.method = Some(label);
-    view.summary(full)
+    view.summary_with(full, payload.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::{Chunk, MsgpackConversation};
+
+    /// The frames of `raw` sent both ways (all read at `at`), decoded with
+    /// values built or only scanned.
+    fn frames(raw: &[u8], scan_only: bool, at: Instant) -> Vec<conversation::Frame> {
+        let mut conv = MsgpackConversation::new(Limits::default());
+        if scan_only {
+            conv.scan_only();
+        }
+        let mut out = Vec::new();
+        for dir in [Direction::ToServer, Direction::ToClient] {
+            let chunk = Chunk {
+                dir,
+                bytes: bytes::Bytes::copy_from_slice(raw),
+                at,
+            };
+            conv.observe(&chunk, &mut out);
+        }
+        out.into_iter()
+            .map(|obs| match obs {
+                Observed::Frame(f) => f,
+                Observed::Undecodable(u) => panic!("{u:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_scanned_frame_logs_and_builds_what_a_decoded_one_does() {
+        let long = "é\"x".repeat(100);
+        // A request, then its response (same msgid, other direction).
+        for (request, response) in [
+            (
+                rmpv::Value::Array(vec![
+                    0.into(),
+                    1.into(),
+                    "m".into(),
+                    vec![rmpv::Value::from(long.as_str()), (-7).into()].into(),
+                ]),
+                rmpv::Value::Array(vec![
+                    1.into(),
+                    1.into(),
+                    rmpv::Value::Nil,
+                    rmpv::Value::Map(vec![("ok".into(), true.into())]),
+                ]),
+            ),
+            (
+                rmpv::Value::Array(vec![0.into(), 2.into(), "n".into(), rmpv::Value::Nil]),
+                rmpv::Value::Array(vec![1.into(), 2.into(), "boom".into(), rmpv::Value::Nil]),
+            ),
+        ] {
+            let mut raw = Vec::new();
+            rmpv::encode::write_value(&mut raw, &request).unwrap();
+            let mut conv_raw = raw.clone();
+            rmpv::encode::write_value(&mut conv_raw, &response).unwrap();
+            // Sent both ways, each response answers the request that went
+            // the other way.
+            let at = Instant::now();
+            let built = frames(&conv_raw, false, at);
+            let mut scanned = frames(&conv_raw, true, at);
+            assert_eq!(built.len(), 4);
+            for (b, s) in built.iter().zip(&mut scanned) {
+                assert!(b.scanned.is_none() && s.scanned.is_some());
+                for full in [false, true] {
+                    let payload = s.scanned.as_ref().map(|sc| {
+                        let mut text = Vec::new();
+                        assert!(msgpack_text::write_json(
+                            &mut text,
+                            &s.raw[sc.payload()..],
+                            sc
+                        ));
+                        String::from_utf8(text).unwrap()
+                    });
+                    assert_eq!(
+                        summary(&s.view, s.reply.as_ref(), full, payload),
+                        summary(&b.view, b.reply.as_ref(), full, None)
+                    );
+                }
+                s.build_value();
+                assert!(s.scanned.is_none());
+                assert_eq!(s.view, b.view);
+            }
+        }
+    }
 }
