@@ -90,6 +90,21 @@ impl MsgpackCodec {
         Ok(Some((offset, raw)))
     }
 
+    /// [`MsgpackCodec::next_raw`] on bytes already frozen: the message is
+    /// sliced off `buf` without a copy. On `Ok(None)` or an error nothing is
+    /// removed, and the scan so far stays valid for a buffer that starts
+    /// with what is left of `buf`.
+    pub fn next_raw_frozen(&mut self, buf: &mut Bytes) -> Result<Option<(u64, Bytes)>, CodecError> {
+        let Some(len) = self.scan(buf)? else {
+            return Ok(None);
+        };
+        let offset = self.consumed;
+        let raw = buf.split_to(len);
+        self.reset_scan();
+        self.consumed += len as u64;
+        Ok(Some((offset, raw)))
+    }
+
     /// Decodes the bytes of one message that [`MsgpackCodec::next_raw`]
     /// returned.
     pub fn value_of(&self, offset: u64, raw: &Bytes) -> Result<Value, CodecError> {

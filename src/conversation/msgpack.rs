@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{Chunk, Conversation, Frame, Observed, Reply, Undecodable};
 use crate::codec::{CodecError, Limits, MsgpackCodec};
@@ -76,6 +76,84 @@ impl MsgpackConversation {
         }
     }
 
+    /// Decodes one complete message and pairs it; appends the frame (or,
+    /// for bytes the general decoder refuses, an undecodable chunk).
+    fn frame(
+        &mut self,
+        dir: Direction,
+        offset: u64,
+        raw: Bytes,
+        at: Instant,
+        out: &mut Vec<Observed>,
+    ) {
+        let (max_depth, scan_only) = (self.max_depth, self.scan_only);
+        // What Kong and the servers send takes the fast path (only
+        // scanned when the value can wait); the rest is decoded into a
+        // value first, the same view either way.
+        let mut scanned = None;
+        let fast = match scan_only.then(|| scan(&raw, max_depth)).flatten() {
+            Some((view, s)) => {
+                scanned = Some(s);
+                Some(view)
+            }
+            None => fast_view(&raw, max_depth),
+        };
+        let mut view = match fast {
+            Some(view) => view,
+            None => match self.side(dir).codec.value_of(offset, &raw) {
+                Ok(value) => view_of(&value),
+                Err(e) => {
+                    out.push(Observed::Undecodable(Undecodable {
+                        dir,
+                        offset,
+                        at,
+                        raw,
+                        error: e.to_string(),
+                    }));
+                    return;
+                }
+            },
+        };
+        let reply = match view.kind {
+            Kind::Request => {
+                if self.pending.len() >= MAX_PENDING {
+                    self.pending.remove(0);
+                }
+                self.pending.push((
+                    dir,
+                    Pending {
+                        msgid: view.id.unwrap_or_default(),
+                        method: view.method.clone(),
+                        offset,
+                        at,
+                    },
+                ));
+                None
+            }
+            Kind::Response => {
+                let reply = self.pair(dir, view.id, at);
+                if reply.is_none() && view.problem.is_none() {
+                    view.problem = Some(format!(
+                        "unsolicited response: no request with msgid {} is waiting for it \
+                         (Kong fails with \"unexpected RPC response ID\")",
+                        view.id.unwrap_or_default()
+                    ));
+                }
+                reply
+            }
+            _ => None,
+        };
+        out.push(Observed::Frame(Frame {
+            dir,
+            offset,
+            at,
+            raw,
+            view,
+            reply,
+            scanned,
+        }));
+    }
+
     /// Pairs a response travelling in `dir` with a request that travelled
     /// the other way.
     fn pair(&mut self, dir: Direction, msgid: Option<u64>, at: Instant) -> Option<Reply> {
@@ -104,8 +182,19 @@ impl Conversation for MsgpackConversation {
 
     fn observe(&mut self, chunk: &Chunk, out: &mut Vec<Observed>) {
         let dir = chunk.dir;
-        let (max_depth, scan_only) = (self.max_depth, self.scan_only);
-        self.side(dir).buf.extend_from_slice(&chunk.bytes);
+        let side = self.side(dir);
+        if side.buf.is_empty() {
+            // Whole messages are sliced off the chunk itself; only what is
+            // left (a message cut short, or bytes that do not decode) is
+            // copied, and taken by the loop below.
+            let mut rest = chunk.bytes.clone();
+            while let Ok(Some((offset, raw))) = self.side(dir).codec.next_raw_frozen(&mut rest) {
+                self.frame(dir, offset, raw, chunk.at, out);
+            }
+            self.side(dir).buf.extend_from_slice(&rest);
+        } else {
+            side.buf.extend_from_slice(&chunk.bytes);
+        }
         loop {
             let side = self.side(dir);
             let before = side.codec.offset();
@@ -124,71 +213,7 @@ impl Conversation for MsgpackConversation {
                     continue;
                 }
             };
-            // What Kong and the servers send takes the fast path (only
-            // scanned when the value can wait); the rest is decoded into a
-            // value first, the same view either way.
-            let mut scanned = None;
-            let fast = match scan_only.then(|| scan(&raw, max_depth)).flatten() {
-                Some((view, s)) => {
-                    scanned = Some(s);
-                    Some(view)
-                }
-                None => fast_view(&raw, max_depth),
-            };
-            let mut view = match fast {
-                Some(view) => view,
-                None => match side.codec.value_of(offset, &raw) {
-                    Ok(value) => view_of(&value),
-                    Err(e) => {
-                        out.push(Observed::Undecodable(Undecodable {
-                            dir,
-                            offset,
-                            at: chunk.at,
-                            raw,
-                            error: e.to_string(),
-                        }));
-                        continue;
-                    }
-                },
-            };
-            let reply = match view.kind {
-                Kind::Request => {
-                    if self.pending.len() >= MAX_PENDING {
-                        self.pending.remove(0);
-                    }
-                    self.pending.push((
-                        dir,
-                        Pending {
-                            msgid: view.id.unwrap_or_default(),
-                            method: view.method.clone(),
-                            offset,
-                            at: chunk.at,
-                        },
-                    ));
-                    None
-                }
-                Kind::Response => {
-                    let reply = self.pair(dir, view.id, chunk.at);
-                    if reply.is_none() && view.problem.is_none() {
-                        view.problem = Some(format!(
-                            "unsolicited response: no request with msgid {} is waiting for it \
-                             (Kong fails with \"unexpected RPC response ID\")",
-                            view.id.unwrap_or_default()
-                        ));
-                    }
-                    reply
-                }
-                _ => None,
-            };
-            out.push(Observed::Frame(Frame {
-                dir,
-                offset,
-                at: chunk.at,
-                raw,
-                view,
-                reply,
-                scanned,
-            }));
+            self.frame(dir, offset, raw, chunk.at, out);
         }
     }
 
@@ -228,5 +253,99 @@ impl Conversation for MsgpackConversation {
             raw,
             error: error.to_string(),
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MessageView;
+
+    /// Two requests, bytes that are not msgpack, a response, and a
+    /// request cut short at the end.
+    fn stream() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for v in [
+            rmpv::Value::Array(vec![
+                0.into(),
+                1.into(),
+                "a".into(),
+                vec![rmpv::Value::from("x".repeat(40))].into(),
+            ]),
+            rmpv::Value::Array(vec![0.into(), 2.into(), "b".into(), rmpv::Value::Nil]),
+        ] {
+            rmpv::encode::write_value(&mut bytes, &v).unwrap();
+        }
+        bytes.extend_from_slice(&[0xc1, 0xc1, 0xc1]);
+        rmpv::encode::write_value(
+            &mut bytes,
+            &rmpv::Value::Array(vec![1.into(), 9.into(), rmpv::Value::Nil, 1.into()]),
+        )
+        .unwrap();
+        bytes.extend_from_slice(&[0x94, 0x00, 0x03]);
+        bytes
+    }
+
+    /// What a conversation makes of `bytes` sent to the server in chunks
+    /// cut at `cuts`: each event's offset, bytes and view (if a frame).
+    fn observe(
+        bytes: &[u8],
+        cuts: &[usize],
+        scan_only: bool,
+    ) -> Vec<(u64, Vec<u8>, Option<MessageView>)> {
+        let mut conv = MsgpackConversation::new(Limits::default());
+        if scan_only {
+            conv.scan_only();
+        }
+        let at = Instant::now();
+        let mut out = Vec::new();
+        let mut start = 0;
+        for &end in cuts.iter().chain([&bytes.len()]) {
+            let chunk = Chunk {
+                dir: Direction::ToServer,
+                bytes: Bytes::copy_from_slice(&bytes[start..end]),
+                at,
+            };
+            conv.observe(&chunk, &mut out);
+            start = end;
+        }
+        conv.end(Direction::ToServer, at, &mut out);
+        // Where undecodable bytes are cut into pieces depends on what had
+        // arrived when the codec resynchronised: adjacent pieces are joined.
+        let mut events: Vec<(u64, Vec<u8>, Option<MessageView>)> = Vec::new();
+        for obs in out {
+            match obs {
+                Observed::Frame(mut f) => {
+                    f.build_value();
+                    events.push((f.offset, f.raw.to_vec(), Some(f.view)));
+                }
+                Observed::Undecodable(u) => match events.last_mut() {
+                    Some((offset, raw, None)) if *offset + raw.len() as u64 == u.offset => {
+                        raw.extend_from_slice(&u.raw);
+                    }
+                    _ => events.push((u.offset, u.raw.to_vec(), None)),
+                },
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn any_chunking_gives_the_same_frames() {
+        let bytes = stream();
+        let whole = observe(&bytes, &[], false);
+        assert_eq!(whole.iter().filter(|e| e.2.is_some()).count(), 3);
+        // Every byte comes out once, in order.
+        assert_eq!(
+            whole.iter().flat_map(|e| e.1.clone()).collect::<Vec<_>>(),
+            bytes
+        );
+        let ones: Vec<usize> = (1..bytes.len()).collect();
+        for scan_only in [false, true] {
+            assert_eq!(observe(&bytes, &ones, scan_only), whole);
+            for cut in 0..=bytes.len() {
+                assert_eq!(observe(&bytes, &[cut], scan_only), whole, "cut at {cut}");
+            }
+        }
     }
 }
