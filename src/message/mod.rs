@@ -7,6 +7,7 @@
 //! decoded message as JSON (in the lossless mapping of
 //! [`crate::value_json`] for msgpack).
 
+pub(crate) mod msgpack_bytes;
 pub mod msgpack_rpc;
 pub mod msgpack_scan;
 pub mod msgpack_view;

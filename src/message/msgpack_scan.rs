@@ -16,6 +16,7 @@
 
 use serde_json::Value as Js;
 
+use super::msgpack_bytes::Cursor;
 use super::msgpack_view::fast_view;
 use super::{Kind, MessageView};
 
@@ -54,15 +55,11 @@ impl Scanned {
 /// `None` where [`fast_view`] is needed (or the general path).
 pub fn scan(raw: &[u8], max_depth: usize) -> Option<(MessageView, Scanned)> {
     let mut s = Scanner {
-        raw,
-        pos: 0,
+        cur: Cursor::new(raw),
         canonical: true,
     };
-    let len = match *raw.first()? {
-        m @ 0x90..=0x9f => {
-            s.pos = 1;
-            usize::from(m & 0x0f)
-        }
+    let len = match s.cur.marker()? {
+        m @ 0x90..=0x9f => usize::from(m & 0x0f),
         // The envelope has three or four items: fixarray is the only
         // smallest encoding, and a wider one is rare enough for the
         // general path.
@@ -75,10 +72,10 @@ pub fn scan(raw: &[u8], max_depth: usize) -> Option<(MessageView, Scanned)> {
     let mut items = [Item::Nil; 4];
     let mut payload = 0;
     for item in items.iter_mut().take(len) {
-        payload = s.pos;
+        payload = s.cur.pos();
         *item = s.value(depth)?;
     }
-    if s.pos != raw.len() {
+    if s.cur.left() != 0 {
         return None;
     }
     let (kind, id, method, error) = match (items[0], len) {
@@ -142,50 +139,31 @@ enum Item<'a> {
 }
 
 struct Scanner<'a> {
-    raw: &'a [u8],
-    pos: usize,
+    cur: Cursor<'a>,
     canonical: bool,
 }
 
 impl<'a> Scanner<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let bytes = self.raw.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(bytes)
-    }
-
-    fn uint(&mut self, n: usize) -> Option<u64> {
-        Some(
-            self.take(n)?
-                .iter()
-                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
-        )
-    }
-
     /// Notes whether an item's encoding is its smallest one.
     fn smallest(&mut self, yes: bool) {
         self.canonical &= yes;
     }
 
     fn value(&mut self, depth: usize) -> Option<Item<'a>> {
-        let marker = *self.raw.get(self.pos)?;
-        self.pos += 1;
+        let marker = self.cur.marker()?;
         Some(match marker {
             0x00..=0x7f => Item::Uint(u64::from(marker)),
             0xe0..=0xff | 0xc2 | 0xc3 => Item::Other,
             0xc0 => Item::Nil,
             0xcc..=0xcf => {
                 let k = usize::from(marker - 0xcc);
-                let u = self.uint(1 << k)?;
+                let u = self.cur.uint(1 << k)?;
                 self.smallest(u >= [0x80, 0x100, 0x1_0000, 0x1_0000_0000][k]);
                 Item::Uint(u)
             }
             0xd0..=0xd3 => {
                 let k = usize::from(marker - 0xd0);
-                let n = 1 << k;
-                let u = self.uint(n)?;
-                let shift = 64 - 8 * n as u32;
-                let i = ((u << shift) as i64) >> shift;
+                let i = self.cur.int(1 << k)?;
                 match u64::try_from(i) {
                     // Written again as an unsigned integer.
                     Ok(u) => {
@@ -199,7 +177,7 @@ impl<'a> Scanner<'a> {
                 }
             }
             0xcb => {
-                if !f64::from_bits(self.uint(8)?).is_finite() {
+                if !f64::from_bits(self.cur.uint(8)?).is_finite() {
                     return None;
                 }
                 Item::Other
@@ -207,21 +185,21 @@ impl<'a> Scanner<'a> {
             0xa0..=0xbf => self.str(usize::from(marker & 0x1f))?,
             0xd9..=0xdb => {
                 let k = usize::from(marker - 0xd9);
-                let len = self.uint(1 << k)?;
+                let len = self.cur.uint(1 << k)?;
                 self.smallest(len >= [32, 0x100, 0x1_0000][k]);
                 self.str(usize::try_from(len).ok()?)?
             }
             0x90..=0x9f => self.array(usize::from(marker & 0x0f), depth)?,
             0xdc | 0xdd => {
                 let wide = marker == 0xdd;
-                let len = self.uint(if wide { 4 } else { 2 })?;
+                let len = self.cur.uint(if wide { 4 } else { 2 })?;
                 self.smallest(len >= if wide { 0x1_0000 } else { 16 });
                 self.array(usize::try_from(len).ok()?, depth)?
             }
             0x80..=0x8f => self.map(usize::from(marker & 0x0f), depth)?,
             0xde | 0xdf => {
                 let wide = marker == 0xdf;
-                let len = self.uint(if wide { 4 } else { 2 })?;
+                let len = self.cur.uint(if wide { 4 } else { 2 })?;
                 self.smallest(len >= if wide { 0x1_0000 } else { 16 });
                 self.map(usize::try_from(len).ok()?, depth)?
             }
@@ -231,7 +209,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn str(&mut self, len: usize) -> Option<Item<'a>> {
-        Some(Item::Str(std::str::from_utf8(self.take(len)?).ok()?))
+        Some(Item::Str(std::str::from_utf8(self.cur.take(len)?).ok()?))
     }
 
     fn array(&mut self, len: usize, depth: usize) -> Option<Item<'a>> {
@@ -260,7 +238,7 @@ impl<'a> Scanner<'a> {
                 few[i] = key;
             } else {
                 // Each pair takes at least two bytes.
-                many.reserve(len.min(self.raw.len() - self.pos));
+                many.reserve(len.min(self.cur.left()));
                 many.push(key);
             }
             self.value(depth)?;

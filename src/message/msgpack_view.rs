@@ -12,14 +12,17 @@
 
 use serde_json::{Map, Number, Value as Js};
 
+use super::msgpack_bytes::Cursor;
 use super::{Kind, MessageView};
 
 /// The view of one complete msgpack message `raw`, nested at most
 /// `max_depth` containers deep; `None` to take the general path.
 pub fn fast_view(raw: &[u8], max_depth: usize) -> Option<MessageView> {
-    let mut r = Reader { raw, pos: 0 };
+    let mut r = Reader {
+        cur: Cursor::new(raw),
+    };
     let value = r.value(max_depth)?;
-    if r.pos != raw.len() {
+    if r.cur.left() != 0 {
         return None;
     }
     let Js::Array(items) = &value else {
@@ -65,62 +68,40 @@ fn msgid(v: &Js) -> Option<u64> {
 }
 
 struct Reader<'a> {
-    raw: &'a [u8],
-    pos: usize,
+    cur: Cursor<'a>,
 }
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let bytes = self.raw.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(bytes)
-    }
-
-    fn uint(&mut self, n: usize) -> Option<u64> {
-        Some(
-            self.take(n)?
-                .iter()
-                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
-        )
-    }
-
-    fn int(&mut self, n: usize) -> Option<i64> {
-        let u = self.uint(n)?;
-        let shift = 64 - 8 * n as u32;
-        Some(((u << shift) as i64) >> shift)
-    }
-
     fn value(&mut self, depth: usize) -> Option<Js> {
-        let marker = *self.raw.get(self.pos)?;
-        self.pos += 1;
+        let marker = self.cur.marker()?;
         Some(match marker {
             0x00..=0x7f => Js::Number(u64::from(marker).into()),
             0xe0..=0xff => Js::Number(i64::from(marker as i8).into()),
             0xc0 => Js::Null,
             0xc2 => Js::Bool(false),
             0xc3 => Js::Bool(true),
-            0xcc..=0xcf => Js::Number(self.uint(1 << (marker - 0xcc))?.into()),
+            0xcc..=0xcf => Js::Number(self.cur.uint(1 << (marker - 0xcc))?.into()),
             0xd0..=0xd3 => {
-                let i = self.int(1 << (marker - 0xd0))?;
+                let i = self.cur.int(1 << (marker - 0xd0))?;
                 match u64::try_from(i) {
                     Ok(u) => Js::Number(u.into()),
                     Err(_) => Js::Number(i.into()),
                 }
             }
-            0xcb => Js::Number(Number::from_f64(f64::from_bits(self.uint(8)?))?),
+            0xcb => Js::Number(Number::from_f64(f64::from_bits(self.cur.uint(8)?))?),
             0xa0..=0xbf => self.str(usize::from(marker & 0x1f))?,
             0xd9..=0xdb => {
-                let len = self.uint(1 << (marker - 0xd9))?;
+                let len = self.cur.uint(1 << (marker - 0xd9))?;
                 self.str(usize::try_from(len).ok()?)?
             }
             0x90..=0x9f => self.array(usize::from(marker & 0x0f), depth)?,
             0xdc | 0xdd => {
-                let len = self.uint(if marker == 0xdc { 2 } else { 4 })?;
+                let len = self.cur.uint(if marker == 0xdc { 2 } else { 4 })?;
                 self.array(usize::try_from(len).ok()?, depth)?
             }
             0x80..=0x8f => self.map(usize::from(marker & 0x0f), depth)?,
             0xde | 0xdf => {
-                let len = self.uint(if marker == 0xde { 2 } else { 4 })?;
+                let len = self.cur.uint(if marker == 0xde { 2 } else { 4 })?;
                 self.map(usize::try_from(len).ok()?, depth)?
             }
             // bin, ext, float32 and the reserved marker: the general path.
@@ -129,14 +110,14 @@ impl Reader<'_> {
     }
 
     fn str(&mut self, len: usize) -> Option<Js> {
-        let text = std::str::from_utf8(self.take(len)?).ok()?;
+        let text = std::str::from_utf8(self.cur.take(len)?).ok()?;
         Some(Js::String(text.to_owned()))
     }
 
     fn array(&mut self, len: usize, depth: usize) -> Option<Js> {
         let depth = depth.checked_sub(1)?;
         // Each item takes at least one byte: a bad length cannot allocate much.
-        let mut items = Vec::with_capacity(len.min(self.raw.len() - self.pos));
+        let mut items = Vec::with_capacity(len.min(self.cur.left()));
         for _ in 0..len {
             items.push(self.value(depth)?);
         }
@@ -145,7 +126,7 @@ impl Reader<'_> {
 
     fn map(&mut self, len: usize, depth: usize) -> Option<Js> {
         let depth = depth.checked_sub(1)?;
-        let mut obj = Map::with_capacity(len.min(self.raw.len() - self.pos));
+        let mut obj = Map::with_capacity(len.min(self.cur.left()));
         for _ in 0..len {
             let Js::String(key) = self.value(depth)? else {
                 return None;

@@ -11,6 +11,7 @@ use serde_json::Number;
 
 use super::json_out::{number, write_utf8};
 use crate::codec::Limits;
+use crate::message::msgpack_bytes::Cursor;
 use crate::message::msgpack_scan::Scanned;
 
 /// Appends the JSON of the msgpack value at the start of `raw`, which
@@ -19,7 +20,10 @@ use crate::message::msgpack_scan::Scanned;
 /// on bytes that are not such a value after all.
 pub fn write_json(out: &mut Vec<u8>, raw: &[u8], _scanned: &Scanned) -> bool {
     let start = out.len();
-    let mut text = Text { raw, pos: 0, out };
+    let mut text = Text {
+        cur: Cursor::new(raw),
+        out,
+    };
     if text.value(Limits::MAX_DEPTH_CEILING).is_some() {
         return true;
     }
@@ -28,26 +32,11 @@ pub fn write_json(out: &mut Vec<u8>, raw: &[u8], _scanned: &Scanned) -> bool {
 }
 
 struct Text<'a, 'o> {
-    raw: &'a [u8],
-    pos: usize,
+    cur: Cursor<'a>,
     out: &'o mut Vec<u8>,
 }
 
 impl<'a> Text<'a, '_> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let bytes = self.raw.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(bytes)
-    }
-
-    fn uint(&mut self, n: usize) -> Option<u64> {
-        Some(
-            self.take(n)?
-                .iter()
-                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
-        )
-    }
-
     fn int(&mut self, i: i64) {
         if i < 0 {
             self.out.push(b'-');
@@ -56,8 +45,7 @@ impl<'a> Text<'a, '_> {
     }
 
     fn value(&mut self, depth: usize) -> Option<()> {
-        let marker = *self.raw.get(self.pos)?;
-        self.pos += 1;
+        let marker = self.cur.marker()?;
         match marker {
             0x00..=0x7f => number(self.out, u64::from(marker)),
             0xe0..=0xff => self.int(i64::from(marker as i8)),
@@ -65,32 +53,30 @@ impl<'a> Text<'a, '_> {
             0xc2 => self.out.extend_from_slice(b"false"),
             0xc3 => self.out.extend_from_slice(b"true"),
             0xcc..=0xcf => {
-                let u = self.uint(1 << (marker - 0xcc))?;
+                let u = self.cur.uint(1 << (marker - 0xcc))?;
                 number(self.out, u);
             }
             0xd0..=0xd3 => {
-                let n = 1usize << (marker - 0xd0);
-                let u = self.uint(n)?;
-                let shift = 64 - 8 * n as u32;
-                self.int(((u << shift) as i64) >> shift);
+                let i = self.cur.int(1 << (marker - 0xd0))?;
+                self.int(i);
             }
             0xcb => {
-                let f = Number::from_f64(f64::from_bits(self.uint(8)?))?;
+                let f = Number::from_f64(f64::from_bits(self.cur.uint(8)?))?;
                 serde_json::to_writer(&mut *self.out, &f).ok()?;
             }
             0xa0..=0xbf => self.str(usize::from(marker & 0x1f))?,
             0xd9..=0xdb => {
-                let len = self.uint(1 << (marker - 0xd9))?;
+                let len = self.cur.uint(1 << (marker - 0xd9))?;
                 self.str(usize::try_from(len).ok()?)?;
             }
             0x90..=0x9f => self.array(usize::from(marker & 0x0f), depth)?,
             0xdc | 0xdd => {
-                let len = self.uint(if marker == 0xdc { 2 } else { 4 })?;
+                let len = self.cur.uint(if marker == 0xdc { 2 } else { 4 })?;
                 self.array(usize::try_from(len).ok()?, depth)?;
             }
             0x80..=0x8f => self.map(usize::from(marker & 0x0f), depth)?,
             0xde | 0xdf => {
-                let len = self.uint(if marker == 0xde { 2 } else { 4 })?;
+                let len = self.cur.uint(if marker == 0xde { 2 } else { 4 })?;
                 self.map(usize::try_from(len).ok()?, depth)?;
             }
             _ => return None,
@@ -99,7 +85,7 @@ impl<'a> Text<'a, '_> {
     }
 
     fn str(&mut self, len: usize) -> Option<()> {
-        let bytes = self.take(len)?;
+        let bytes = self.cur.take(len)?;
         write_utf8(self.out, bytes);
         Some(())
     }
@@ -124,7 +110,7 @@ impl<'a> Text<'a, '_> {
             if i > 0 {
                 self.out.push(b',');
             }
-            let marker = *self.raw.get(self.pos)?;
+            let marker = self.cur.peek()?;
             if !matches!(marker, 0xa0..=0xbf | 0xd9..=0xdb) {
                 return None;
             }
