@@ -76,6 +76,20 @@ impl MsgpackCodec {
         buf.split_to(skip).freeze()
     }
 
+    /// Goes on recovering where [`MsgpackCodec::resync`] ran out of bytes:
+    /// drops the bytes in front of the first one that can start an RPC
+    /// message (none, if `buf` starts with one) and returns them, and
+    /// whether such a byte was found.
+    pub fn skip_to_start(&mut self, buf: &mut BytesMut) -> (Bytes, bool) {
+        let (skip, found) = match buf.iter().position(|b| matches!(b, 0x93 | 0x94)) {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        self.reset_scan();
+        self.consumed += skip as u64;
+        (buf.split_to(skip).freeze(), found)
+    }
+
     /// Splits the next complete message off `buf` without decoding it:
     /// its stream offset and exact bytes. Sizes and nesting are checked as
     /// in [`Decoder::decode`]; on an error nothing is removed from `buf`.
@@ -91,12 +105,19 @@ impl MsgpackCodec {
     }
 
     /// [`MsgpackCodec::next_raw`] on bytes already frozen: the message is
-    /// sliced off `buf` without a copy. On `Ok(None)` or an error nothing is
-    /// removed, and the scan so far stays valid for a buffer that starts
-    /// with what is left of `buf`.
+    /// sliced off `buf` without a copy. Nothing is removed on `Ok(None)` or
+    /// an error; after `Ok(None)` the scan so far stays valid for a buffer
+    /// that starts with what is left of `buf`, after an error it starts
+    /// again.
     pub fn next_raw_frozen(&mut self, buf: &mut Bytes) -> Result<Option<(u64, Bytes)>, CodecError> {
-        let Some(len) = self.scan(buf)? else {
-            return Ok(None);
+        let len = match self.scan(buf) {
+            Ok(Some(len)) => len,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                // The buffered path that takes over scans from the start.
+                self.reset_scan();
+                return Err(e);
+            }
         };
         let offset = self.consumed;
         let raw = buf.split_to(len);
@@ -154,18 +175,20 @@ impl MsgpackCodec {
                 let items = declared * head.children;
                 // Every item takes at least one byte.
                 self.check_size(end_of_header + items)?;
+                // Checked before the scan moves on, so an error leaves the
+                // scan where it was (a caller may scan the same bytes again).
+                if items != 0 && self.open.len() >= self.limits.max_depth {
+                    return Err(CodecError::TooDeep {
+                        offset: self.consumed,
+                        limit: self.limits.max_depth,
+                    });
+                }
                 self.pos = end_of_header as usize;
                 if items == 0 {
                     if self.complete_item() {
                         return Ok(Some(self.pos));
                     }
                 } else {
-                    if self.open.len() >= self.limits.max_depth {
-                        return Err(CodecError::TooDeep {
-                            offset: self.consumed,
-                            limit: self.limits.max_depth,
-                        });
-                    }
                     self.open.push(items);
                 }
             }

@@ -3,7 +3,10 @@
 //!
 //! Undecodable bytes do not stop decoding: the codec resynchronises at the
 //! next byte that can start a message (see [`MsgpackCodec::resync`]), and
-//! the skipped bytes are reported with their offset.
+//! the skipped bytes are reported with their offset. If that byte has not
+//! arrived yet, the bytes that arrive next are skipped up to it, so the
+//! frames found never depend on how the stream was cut into chunks (tested
+//! below, cut at every byte).
 
 use std::time::Instant;
 
@@ -27,6 +30,10 @@ const MAX_PENDING: usize = 1024;
 struct Side {
     codec: MsgpackCodec,
     buf: BytesMut,
+    /// Recovering from undecodable bytes ran out of bytes before a message
+    /// could start: what arrives next is skipped up to such a byte, as if
+    /// it had arrived with the bad bytes (so the chunking does not matter).
+    lost: bool,
 }
 
 /// A request waiting for its response.
@@ -59,6 +66,7 @@ impl MsgpackConversation {
         let side = || Side {
             codec: MsgpackCodec::new(limits),
             buf: BytesMut::new(),
+            lost: false,
         };
         MsgpackConversation {
             to_server: side(),
@@ -183,7 +191,23 @@ impl Conversation for MsgpackConversation {
     fn observe(&mut self, chunk: &Chunk, out: &mut Vec<Observed>) {
         let dir = chunk.dir;
         let side = self.side(dir);
-        if side.buf.is_empty() {
+        if side.lost {
+            side.buf.extend_from_slice(&chunk.bytes);
+            let offset = side.codec.offset();
+            let (raw, found) = side.codec.skip_to_start(&mut side.buf);
+            side.lost = !found;
+            if !raw.is_empty() {
+                out.push(Observed::Undecodable(Undecodable {
+                    dir,
+                    offset,
+                    at: chunk.at,
+                    raw,
+                    error: "skipped while looking for the start of a message after undecodable \
+                            bytes"
+                        .into(),
+                }));
+            }
+        } else if side.buf.is_empty() {
             // Whole messages are sliced off the chunk itself; only what is
             // left (a message cut short, or bytes that do not decode) is
             // copied, and taken by the loop below.
@@ -203,6 +227,7 @@ impl Conversation for MsgpackConversation {
                 Ok(None) => return,
                 Err(e) => {
                     let raw = side.codec.resync(&mut side.buf);
+                    side.lost = side.buf.is_empty();
                     out.push(Observed::Undecodable(Undecodable {
                         dir,
                         offset: before,
@@ -276,7 +301,7 @@ mod tests {
         ] {
             rmpv::encode::write_value(&mut bytes, &v).unwrap();
         }
-        bytes.extend_from_slice(&[0xc1, 0xc1, 0xc1]);
+        bytes.extend_from_slice(&[0xc1, 0x00, 0xff]);
         rmpv::encode::write_value(
             &mut bytes,
             &rmpv::Value::Array(vec![1.into(), 9.into(), rmpv::Value::Nil, 1.into()]),
@@ -293,7 +318,16 @@ mod tests {
         cuts: &[usize],
         scan_only: bool,
     ) -> Vec<(u64, Vec<u8>, Option<MessageView>)> {
-        let mut conv = MsgpackConversation::new(Limits::default());
+        observe_with(Limits::default(), bytes, cuts, scan_only)
+    }
+
+    fn observe_with(
+        limits: Limits,
+        bytes: &[u8],
+        cuts: &[usize],
+        scan_only: bool,
+    ) -> Vec<(u64, Vec<u8>, Option<MessageView>)> {
+        let mut conv = MsgpackConversation::new(limits);
         if scan_only {
             conv.scan_only();
         }
@@ -345,6 +379,37 @@ mod tests {
             assert_eq!(observe(&bytes, &ones, scan_only), whole);
             for cut in 0..=bytes.len() {
                 assert_eq!(observe(&bytes, &[cut], scan_only), whole, "cut at {cut}");
+            }
+        }
+    }
+
+    /// Messages nested deeper than the limit are undecodable however the
+    /// bytes arrive (a too-deep container once left the codec's scan
+    /// half-moved, and the bytes after it were framed differently).
+    #[test]
+    fn too_deep_is_too_deep_in_any_chunking() {
+        let limits = Limits {
+            max_depth: 2,
+            ..Limits::default()
+        };
+        let bytes = [
+            0x91, 0x91, 0x91, 0x01, 0x93, 0x02, 0xa1, b'n', 0x01, 0x91, 0x91, 0x92, 0x01, 0x01,
+            0x01, 0x93, 0x02, 0xa1, b'n', 0x01,
+        ];
+        let whole = observe_with(limits, &bytes, &[], true);
+        let frames: Vec<u64> = whole
+            .iter()
+            .filter(|e| e.2.is_some())
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(frames, [4, 15], "{whole:?}");
+        for scan_only in [false, true] {
+            for cut in 0..=bytes.len() {
+                assert_eq!(
+                    observe_with(limits, &bytes, &[cut], scan_only),
+                    whole,
+                    "cut at {cut}"
+                );
             }
         }
     }
