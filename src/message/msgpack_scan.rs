@@ -60,9 +60,11 @@ pub fn scan(raw: &[u8], max_depth: usize) -> Option<(MessageView, Scanned)> {
     };
     let len = match s.cur.marker()? {
         m @ 0x90..=0x9f => usize::from(m & 0x0f),
-        // The envelope has three or four items: fixarray is the only
-        // smallest encoding, and a wider one is rare enough for the
-        // general path.
+        // Three or four items in a wider header than needed.
+        m @ (0xdc | 0xdd) => {
+            s.smallest(false);
+            usize::try_from(s.cur.uint(if m == 0xdc { 2 } else { 4 })?).ok()?
+        }
         _ => return None,
     };
     if !(3..=4).contains(&len) {
@@ -347,6 +349,15 @@ mod tests {
             let (_, scanned) = scan(&raw, 64).unwrap();
             assert!(!scanned.canonical(), "{x:02x?}");
             assert!(agree(&raw, 64));
+        }
+        // The envelope itself in array16 and array32.
+        for raw in [
+            &[0xdc, 0x00, 0x04, 0x00, 0x01, 0xa1, b'm', 0xc0][..],
+            &[0xdd, 0x00, 0x00, 0x00, 0x03, 0x02, 0xa1, b'n', 0xc0],
+        ] {
+            let (_, scanned) = scan(raw, 64).unwrap();
+            assert!(!scanned.canonical(), "{raw:02x?}");
+            assert!(agree(raw, 64));
         }
         for x in [
             &[0xcc, 0x80][..],

@@ -252,8 +252,10 @@ fn log_frame(id: ConnId, f: &conversation::Frame, shared: &DecodeSettings) {
         colour,
         shared.colour,
     );
-    // A scanned frame's payload is written from its bytes.
-    let payload = f.scanned.as_ref().map(|scanned| {
+    // A scanned frame's payload is written from its bytes (unless the
+    // summary shows an error instead).
+    let scanned = f.scanned.as_ref().filter(|_| f.view.error.is_none());
+    let payload = scanned.map(|scanned| {
         let mut text = Vec::new();
         msgpack_text::write_json(&mut text, &f.raw[scanned.payload()..], scanned);
         String::from_utf8_lossy(&text).into_owned()
