@@ -260,7 +260,12 @@ pub fn write_frame(
             if !msgpack_text::write_json(out, bytes, scanned) {
                 // Cannot happen to bytes the scan took; if it did, the
                 // value is built the long way and the line stays whole.
-                let built = scanned.build(bytes).unwrap_or_default();
+                let built = scanned.build(bytes).unwrap_or_else(|| {
+                    tracing::error!(
+                        "a scanned frame's value could not be rebuilt; recorded as null"
+                    );
+                    Json::Null
+                });
                 write_value(out, &built);
             }
         }
