@@ -86,12 +86,7 @@ fn the_live_log_shortens_values_unless_verbose() {
         ]));
         let upstream = answering_upstream(&d.join("back.sock"), req.len(), reply.clone());
         let mut p = proxy(d, "front.sock", "back.sock", "rec.jsonl", extra);
-        round_trip(&d.join("front.sock"), &req, &reply);
-        upstream.join().unwrap();
-        p.wait_for_stderr("response #1");
-        p.signal(nix::sys::signal::Signal::SIGTERM);
-        assert_eq!(p.exit_code(), 0);
-        let log = p.stderr();
+        let log = one_call_then_stop(&mut p, d, upstream, &req, &reply);
         let line = log
             .lines()
             .find(|l| l.contains("request #1 plugin.Step"))
@@ -136,12 +131,7 @@ fn without_a_recording_every_frame_is_still_logged() {
         &["proxy", "--listen", "front.sock", "--upstream", "back.sock"],
     );
     p.wait_for_stderr("listening on");
-    round_trip(&d.join("front.sock"), &req, &reply);
-    upstream.join().unwrap();
-    p.wait_for_stderr("response #1");
-    p.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(p.exit_code(), 0);
-    let log = p.stderr();
+    let log = one_call_then_stop(&mut p, d, upstream, &req, &reply);
     assert!(log.contains("request #1 plugin.GetPluginInfo"), "{log}");
     assert!(!log.contains("recorded"), "{log}");
     let files: Vec<_> = std::fs::read_dir(d).unwrap().flatten().collect();
@@ -174,6 +164,24 @@ fn round_trip(front: &std::path::Path, req: &[u8], reply: &[u8]) {
     let mut got = vec![0; reply.len()];
     c.read_exact(&mut got).unwrap();
     assert_eq!(got, reply);
+}
+
+/// One round trip through the proxy `p` (its front socket in `d`) to
+/// `upstream`, then SIGTERM once the reply was logged: the proxy must exit
+/// with 0. Returns its log.
+fn one_call_then_stop(
+    p: &mut support::Proc,
+    d: &std::path::Path,
+    upstream: std::thread::JoinHandle<Vec<u8>>,
+    req: &[u8],
+    reply: &[u8],
+) -> String {
+    round_trip(&d.join("front.sock"), req, reply);
+    upstream.join().unwrap();
+    p.wait_for_stderr("response #1");
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(p.exit_code(), 0);
+    p.stderr()
 }
 
 /// A `plugin.GetPluginInfo` request (msgid 1) and its reply, `answer`.
